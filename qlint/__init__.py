@@ -1,0 +1,16 @@
+"""qlint: a linter and auto-fixer for PyTorch quantization.
+
+The Python API (``qlint.check``) lives in :mod:`qlint.api`; importing qlint does not import torch.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in ("check", "check_paths", "check_source"):
+        from qlint import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

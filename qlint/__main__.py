@@ -1,0 +1,5 @@
+"""``python -m qlint``."""
+
+from qlint.cli import main
+
+raise SystemExit(main())

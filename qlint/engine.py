@@ -1,0 +1,125 @@
+"""Checking files: source rules, then (unless ``--no-graph``) model discovery, tracing and graph rules.
+
+Torch is imported only on the graph path, and only for files that mention torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from qlint.config import ConfigError, Settings, load_settings, parse_shape
+from qlint.diagnostics import Diagnostic
+from qlint.rules import registry
+from qlint.source.file import SourceFile, UnreadableFile
+
+SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".tox", ".nox", "build", "dist", "node_modules",
+             ".mypy_cache", ".ruff_cache", ".pytest_cache", "site-packages"}  # fmt: skip
+
+
+class InputError(Exception):
+    """A path qlint cannot check (exit 2), e.g. missing or not a Python file."""
+
+
+@dataclass
+class FileResult:
+    path: str
+    source: SourceFile | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    error: str | None = None  # qlint could not check this file at all (exit 2)
+
+
+def collect_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Python files under ``paths`` (folders recursively) and errors for paths that are not."""
+    files, errors = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+                files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith((".py", ".pyi")))
+        elif not os.path.exists(path):
+            errors.append(f"{path}: no such file or directory")
+        elif not path.endswith((".py", ".pyi")):
+            errors.append(f"{path}: not a Python file (qlint checks .py files); skipped")
+        else:
+            files.append(path)
+    return files, errors
+
+
+def check_files(files: list[str], overrides: dict | None = None) -> list[FileResult]:
+    """Check each file with its own settings (nearest ``[tool.qlint]`` plus ``overrides``)."""
+    checked = tuple(files)
+    results = []
+    for path in files:
+        settings = load_settings(path, overrides)
+        results.append(check_file(path, settings, checked))
+    return results
+
+
+def check_file(path: str, settings: Settings, checked: tuple[str, ...] = ()) -> FileResult:
+    try:
+        source = SourceFile.read(path)
+    except UnreadableFile as exc:
+        return FileResult(path, None, error=str(exc))
+    return FileResult(path, source, check_source(source, settings, checked or (path,)))
+
+
+def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...]) -> list[Diagnostic]:
+    """All diagnostics for one file, suppressed, filtered, deduplicated and sorted."""
+    enabled = settings.enabled_codes(source.path)
+    if not source.ok:
+        found = [source.syntax_error]
+    else:
+        found = _source_diagnostics(source, enabled)
+        if not settings.no_graph and "torch" in source.text and _wants_graph(enabled):
+            from qlint.model.check import graph_diagnostics
+
+            found += graph_diagnostics(source, _file_settings(source, settings), enabled, checked)
+    return finalize(found, source, enabled)
+
+
+def _wants_graph(enabled: frozenset[str]) -> bool:
+    from qlint.rules.catalog import RULES, Basis
+
+    return any(RULES[c].basis is Basis.GRAPH or c == "QL401" for c in enabled)
+
+
+def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
+    rules = registry.load_source_rules()
+    if not any(code in enabled for code in rules):
+        return []
+    from qlint.source.index import SourceIndex
+
+    try:
+        index = SourceIndex(source)
+    except Exception:  # noqa: BLE001 - libcst may lag behind the newest syntax; ast accepted the file
+        return []
+    return registry.run(rules, index, enabled)
+
+
+def _file_settings(source: SourceFile, settings: Settings) -> Settings:
+    """Apply the file's ``# qlint: input-shape = ...`` unless the command line gave one."""
+    pragmas = source.pragma_values("input-shape")
+    if pragmas and not settings.input_shape_from_cli:
+        try:
+            return replace(settings, input_shape=parse_shape(pragmas[0].value))
+        except ConfigError:
+            return settings
+    return settings
+
+
+def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
+    """Keep enabled, unsuppressed diagnostics; report each (code, location) once; sort."""
+    seen: set[tuple] = set()
+    out = []
+    for diag in found:
+        if diag.code not in enabled or source.suppressed(diag):
+            continue
+        key = (diag.code, diag.span.path, diag.span.line, diag.span.col, tuple(r.span for r in diag.related))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(diag)
+    return sorted(out, key=Diagnostic.sort_key)
+

@@ -1,0 +1,407 @@
+"""QGraph: the traced model as a networkx DiGraph, annotated in one forward pass.
+
+Every node carries its module (qualified name and type), its source location, and the kind of
+tensor it produces once eager ``convert`` has run (float / quantized / none / unknown).
+Values are computed on the meta device alongside, so shapes are known without any real compute;
+a node whose value cannot be computed keeps going with ``unknown``.
+Rules are queries over the annotated graph; none re-walks the model.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import textwrap
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+
+import networkx as nx
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+from qlint.config import Settings
+from qlint.diagnostics import Diagnostic, Related, Span
+from qlint.model import frames as fr
+from qlint.model import support
+from qlint.model.loader import ModelSpec, quiet
+from qlint.model.trace import Traced, float_functional_op, input_shape_guess, run_float_functional
+
+
+class Kind(str, Enum):
+    FLOAT = "float"
+    QUANT = "quantized"
+    NONE = "none"
+    UNKNOWN = "unknown"
+
+
+_UNKNOWN = object()
+_SCALAR_METHODS = {"size", "dim", "numel", "item", "tolist", "stride", "element_size", "__len__"}
+_SCALAR_ATTRS = {"shape", "dtype", "device", "ndim", "is_quantized", "requires_grad"}
+
+
+@dataclass
+class NodeFacts:
+    """What the pass learned about one node (stored as the networkx node attributes)."""
+
+    op: str
+    target: object
+    module: str | None = None  # qualified module name (call_module, FloatFunctional markers)
+    module_type: type | None = None
+    kind: Kind = Kind.UNKNOWN
+    input_kinds: tuple[Kind, ...] = ()
+    swapped: bool = False  # convert replaces it with a quantized kernel
+    quantized_support: bool | None = None  # probe result when a quantized tensor arrives
+    probe_error: str = ""
+    value: object = field(default=_UNKNOWN, repr=False)
+
+
+class QGraph:
+    """The annotated graph of one model."""
+
+    def __init__(self, traced: Traced, spec: ModelSpec, settings: Settings, checked: tuple[str, ...]):
+        self.gm = traced.graph_module
+        self.root = traced.root
+        self.spec = spec
+        self.settings = settings
+        self.checked = checked
+        self.prefix = ""  # qualified name of this graph's root inside the checked model
+        self.graph = nx.DiGraph()
+        self.fx_nodes: dict[str, fx.Node] = {}
+        self._qconfig_on = _effective_qconfig(self.root)
+        self.input_shape = settings.input_shape or input_shape_guess(self.gm)
+        self._run()
+
+    # ---- queries used by rules -----------------------------------------------------------------
+
+    def facts(self, name: str) -> NodeFacts:
+        return self.graph.nodes[name]["facts"]
+
+    def nodes(self, op: str | None = None):
+        for name in self.graph.nodes:
+            facts = self.facts(name)
+            if op is None or facts.op == op:
+                yield name, facts
+
+    def users(self, name: str) -> list[str]:
+        return list(self.graph.successors(name))
+
+    def submodule(self, qualname: str) -> nn.Module:
+        return self.root.get_submodule(qualname)
+
+    def quantized_by_qconfig(self, qualname: str) -> bool:
+        """False when a ``qconfig = None`` on the module or an ancestor keeps it float."""
+        return self._qconfig_on.get(qualname, True)
+
+    @cached_property
+    def build_span(self) -> Span:
+        """The line of the checked file that builds this model."""
+        frames = fr.construction_frames(self.root)
+        span, _ = fr.locate(frames, [self.spec.path], self.spec.span)
+        return span if any(f.path == os.path.abspath(self.spec.path) for f in frames) else self.spec.span
+
+    def locate(self, name: str) -> tuple[Span, tuple[Related, ...]]:
+        """Where a node's diagnostic points, by the catalog's rule."""
+        node = self.fx_nodes[name]
+        facts = self.facts(name)
+        frames = node.meta.get("qlint_frames", ())
+        if facts.op == "call_module" and facts.module is not None:
+            inner = frames[0] if frames else None
+            if inner is None or fr.is_torch_container(inner.path) or self._shared_site(name):
+                frames = fr.construction_frames(self.submodule(facts.module)) or frames
+        frames = tuple(f for f in frames if not fr.is_torch_container(f.path))
+        return fr.locate(frames, self.checked, self.build_span)
+
+    def locate_module(self, qualname: str) -> tuple[Span, tuple[Related, ...]]:
+        """Where a module was constructed (for findings about a module rather than a call)."""
+        frames = fr.construction_frames(self.submodule(qualname))
+        return fr.locate(frames, self.checked, self.build_span)
+
+    def return_location(self) -> tuple[Span, tuple[Related, ...]]:
+        """The ``return`` of the root's ``forward``."""
+        frame = _last_return(type(self.root).forward)
+        if frame is None:
+            return self.build_span, ()
+        return fr.locate([frame], self.checked, self.build_span)
+
+    def diagnostic(
+        self,
+        code: str,
+        message: str,
+        node: str | None = None,
+        *,
+        location: tuple[Span, tuple[Related, ...]] | None = None,
+        module: str | None = None,
+        **data: object,
+    ) -> Diagnostic:
+        """A diagnostic about ``node`` (or an explicit location) of this model."""
+        span, related = location or (self.locate(node) if node else (self.build_span, ()))
+        if module is None and node is not None:
+            module = self.facts(node).module
+        if self.prefix and module:
+            module = f"{self.prefix}.{module}"
+        return Diagnostic(
+            code, message, span, related=related, model=self.spec.name, module=module,
+            data=tuple(sorted(data.items())),
+        )
+
+    def _shared_site(self, name: str) -> bool:
+        frames = self.fx_nodes[name].meta.get("qlint_frames", ())
+        if not frames:
+            return False
+        parent = self.facts(name).module.rpartition(".")[0]
+        key = (frames[0].path, frames[0].line, frames[0].col, parent)
+        return len(self._sites.get(key, ())) > 1
+
+    @cached_property
+    def _sites(self) -> dict[tuple, set[str]]:
+        """Call sites shared by several modules of one container (``for layer in self.layers``).
+
+        Instances of one block class share their call sites too, but under different parents:
+        those keep pointing at the call.
+        """
+        sites: dict[tuple, set[str]] = {}
+        for name, facts in self.nodes("call_module"):
+            frames = self.fx_nodes[name].meta.get("qlint_frames", ())
+            if frames:
+                parent = facts.module.rpartition(".")[0]
+                key = (frames[0].path, frames[0].line, frames[0].col, parent)
+                sites.setdefault(key, set()).add(facts.module)
+        return sites
+
+    # ---- the pass ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        placeholders = 0
+        for node in self.gm.graph.nodes:
+            self.fx_nodes[node.name] = node
+            facts = NodeFacts(node.op, node.target)
+            self.graph.add_node(node.name, facts=facts)
+            for source in node.all_input_nodes:
+                self.graph.add_edge(source.name, node.name)
+            facts.input_kinds = tuple(self.facts(n.name).kind for n in node.all_input_nodes)
+            if node.op == "placeholder":
+                facts.value = self._placeholder_value(node, placeholders)
+                facts.kind = Kind.FLOAT if _holds(facts.value, Kind.FLOAT) or facts.value is _UNKNOWN else Kind.NONE
+                placeholders += 1
+            elif node.op == "get_attr":
+                facts.value = _fetch(self.root, node.target)
+                facts.kind = _kind_from_value(facts.value)
+            elif node.op == "call_module":
+                self._module_node(node, facts)
+            elif node.op == "call_function" and node.target is float_functional_op:
+                self._float_functional_node(node, facts)
+            elif node.op in ("call_function", "call_method"):
+                self._function_node(node, facts)
+            elif node.op == "output":
+                facts.kind = _join(facts.input_kinds)
+
+    def _placeholder_value(self, node: fx.Node, index: int) -> object:
+        if index == 0 and self.input_shape:
+            return torch.empty(self.input_shape, device="meta")
+        return node.args[0] if node.args else _UNKNOWN
+
+    def _values(self, node: fx.Node):
+        unknown = []
+
+        def value(n: fx.Node) -> object:
+            v = self.facts(n.name).value
+            if v is _UNKNOWN:
+                unknown.append(n)
+            return v
+
+        args = fx.node.map_arg(node.args, value)
+        kwargs = fx.node.map_arg(node.kwargs, value)
+        return args, kwargs, not unknown
+
+    def _execute(self, facts: NodeFacts, run) -> None:
+        try:
+            with quiet(), torch.no_grad():
+                facts.value = run()
+        except Exception:  # noqa: BLE001 - meta execution is best effort
+            facts.value = _UNKNOWN
+
+    def _module_node(self, node: fx.Node, facts: NodeFacts) -> None:
+        module = self.submodule(node.target)
+        facts.module, facts.module_type = node.target, type(module)
+        args, kwargs, known = self._values(node)
+        if known:
+            self._execute(facts, lambda: module(*args, **kwargs))
+        first = self.facts(node.all_input_nodes[0].name).kind if node.all_input_nodes else Kind.UNKNOWN
+        facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(node.target)
+        if isinstance(module, QuantStub):
+            facts.kind = Kind.QUANT if facts.swapped else first
+        elif isinstance(module, DeQuantStub):
+            facts.kind = Kind.FLOAT
+        elif facts.swapped:
+            facts.kind = Kind.QUANT
+        elif first is Kind.QUANT:
+            key = ("module", type(module), module.extra_repr(), self._signature(node))
+            ok, out, error = support.probe(key, lambda: self._probe_module(module, node))
+            facts.quantized_support, facts.probe_error = ok, error
+            facts.kind = Kind(out) if ok else Kind.QUANT
+        else:
+            facts.kind = _kind_from_value(facts.value) if facts.value is not _UNKNOWN else first
+
+    def _float_functional_node(self, node: fx.Node, facts: NodeFacts) -> None:
+        qualname, method = node.args[0], node.args[1]
+        module = self.submodule(qualname)
+        facts.module, facts.module_type = qualname, type(module)
+        args, kwargs, known = self._values(node)
+        if known:
+            self._execute(facts, lambda: run_float_functional(self.root, qualname, method, args[2:], kwargs))
+        facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(qualname)
+        facts.kind = Kind.QUANT if facts.swapped else _join(facts.input_kinds)
+
+    def _function_node(self, node: fx.Node, facts: NodeFacts) -> None:
+        args, kwargs, known = self._values(node)
+        if known:
+            self._execute(facts, lambda: _call(node, args, kwargs))
+        kinds = {k for k in facts.input_kinds if k in (Kind.FLOAT, Kind.QUANT)}
+        if Kind.QUANT in kinds:
+            ok, out, error = support.probe(
+                ("op", node.op, node.target, self._signature(node)), lambda: self._probe_function(node)
+            )
+            facts.quantized_support, facts.probe_error = ok, error
+            facts.kind = Kind(out) if ok else (Kind.QUANT if ok is False else self._guess_kind(node, Kind.QUANT))
+        elif facts.value is not _UNKNOWN:
+            facts.kind = _kind_from_value(facts.value)
+        else:
+            facts.kind = self._guess_kind(node, Kind.FLOAT if kinds else Kind.UNKNOWN)
+
+    def _guess_kind(self, node: fx.Node, tensor_kind: Kind) -> Kind:
+        if node.op == "call_method" and node.target in _SCALAR_METHODS:
+            return Kind.NONE
+        if node.target is getattr and len(node.args) > 1 and node.args[1] in _SCALAR_ATTRS:
+            return Kind.NONE
+        return tensor_kind
+
+    # ---- probes --------------------------------------------------------------------------------
+
+    def _signature(self, node: fx.Node) -> object:
+        def sig(n: fx.Node) -> object:
+            facts = self.facts(n.name)
+            value = facts.value
+            if facts.kind in (Kind.QUANT, Kind.FLOAT):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+                return ("Q" if facts.kind is Kind.QUANT else "F", shape, getattr(value, "dtype", None))
+            return support.signature(value) if value is not _UNKNOWN else ("T", None, None)
+
+        return support.signature((fx.node.map_arg(node.args, sig), fx.node.map_arg(node.kwargs, sig)))
+
+    def _materialize(self, node: fx.Node):
+        maker = support.Materialize()
+
+        def real(n: fx.Node) -> object:
+            facts = self.facts(n.name)
+            if facts.kind in (Kind.QUANT, Kind.FLOAT):
+                return maker.tensor(facts.value, facts.kind is Kind.QUANT)
+            if facts.value is _UNKNOWN or isinstance(facts.value, torch.Tensor):
+                maker.failed = maker.failed or facts.value is _UNKNOWN
+                return maker.tensor(facts.value, False) if isinstance(facts.value, torch.Tensor) else None
+            return facts.value
+
+        args = fx.node.map_arg(node.args, real)
+        kwargs = fx.node.map_arg(node.kwargs, real)
+        if maker.failed:
+            raise _Inconclusive("arguments could not be materialized")
+        return args, kwargs
+
+    def _probe_function(self, node: fx.Node) -> object:
+        args, kwargs = self._materialize(node)
+        return _call(node, args, kwargs)
+
+    def _probe_module(self, module: nn.Module, node: fx.Node) -> object:
+        args, kwargs = self._materialize(node)
+        return support.cpu_copy(module)(*args, **kwargs)
+
+
+class _Inconclusive(Exception):
+    pass
+
+
+def _call(node: fx.Node, args, kwargs) -> object:
+    if node.op == "call_method":
+        self_obj, *rest = args
+        return getattr(self_obj, node.target)(*rest, **kwargs)
+    return node.target(*args, **kwargs)
+
+
+def _fetch(root: nn.Module, target: str) -> object:
+    obj: object = root
+    try:
+        for part in target.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        return _UNKNOWN
+    return obj
+
+
+def _holds(value: object, kind: Kind) -> bool:
+    return support.kind_of_value(value) == kind.value
+
+
+def _kind_from_value(value: object) -> Kind:
+    if value is _UNKNOWN:
+        return Kind.UNKNOWN
+    return Kind(support.kind_of_value(value))
+
+
+def _join(kinds) -> Kind:
+    kinds = set(kinds)
+    for k in (Kind.QUANT, Kind.FLOAT, Kind.UNKNOWN):
+        if k in kinds:
+            return k
+    return Kind.NONE
+
+
+def _effective_qconfig(root: nn.Module) -> dict[str, bool]:
+    """qualified name -> will eager prepare give it a qconfig (False where ``qconfig = None``)."""
+    out: dict[str, bool] = {}
+
+    def visit(module: nn.Module, prefix: str, inherited: bool) -> None:
+        on = module.__dict__["qconfig"] is not None if "qconfig" in module.__dict__ else inherited
+        out[prefix] = on
+        for name, child in module.named_children():
+            visit(child, f"{prefix}.{name}" if prefix else name, on)
+
+    visit(root, "", True)
+    return out
+
+
+def _last_return(function) -> fr.Frame | None:
+    """The last ``return`` statement of a function, as a Frame (byte columns)."""
+    try:
+        lines, start = inspect.getsourcelines(function)
+        path = os.path.abspath(inspect.getsourcefile(function) or "")
+    except (OSError, TypeError):
+        return None
+    indent = len(lines[0]) - len(lines[0].lstrip())
+    try:
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except SyntaxError:
+        return None
+    returns = [n for n in ast.walk(tree) if isinstance(n, ast.Return)]
+    if not returns:
+        return None
+    last = max(returns, key=lambda n: (n.lineno, n.col_offset))
+    line = start + last.lineno - 1
+    end_line = start + (last.end_lineno or last.lineno) - 1
+    return fr.Frame(path, line, last.col_offset + indent, end_line, (last.end_col_offset or 0) + indent, "forward")
+
+
+def analyze(module: nn.Module, spec: ModelSpec, settings: Settings, checked: tuple[str, ...] = ()) -> QGraph:
+    """Trace ``module`` and annotate its graph (raises trace.TraceFailure when fx cannot trace)."""
+    from qlint.model.trace import trace
+
+    traced = trace(module)
+    return QGraph(traced, spec, settings, checked or (spec.path,))
+
+
+def site_counts(qgraph: QGraph) -> Counter:
+    """How many call nodes each module has (reuse detection)."""
+    return Counter(f.module for _, f in qgraph.nodes() if f.module is not None)

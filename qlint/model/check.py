@@ -1,0 +1,124 @@
+"""The graph path of ``qlint check``: find, build, trace and analyse each root model of a file."""
+
+from __future__ import annotations
+
+from qlint.config import Settings
+from qlint.diagnostics import Diagnostic
+from qlint.model import frames as fr
+from qlint.model import loader
+from qlint.model.analysis import QGraph, analyze
+from qlint.model.trace import TraceFailure
+from qlint.rules import registry
+from qlint.source.file import SourceFile
+
+MAX_SUBROOTS = 12
+
+
+def graph_diagnostics(
+    source: SourceFile, settings: Settings, enabled: frozenset[str], checked: tuple[str, ...]
+) -> list[Diagnostic]:
+    specs, found, _ = loader.find_models(source.path, settings, source)
+    built = []
+    for spec in specs:
+        try:
+            built.append((spec, loader.build(spec)))
+        except loader.UserCodeError as err:
+            found.append(err.diagnostic)
+    rules = registry.load_graph_rules()
+    for spec, model in loader.select_roots(built):
+        for qgraph in analyses(spec, model, settings, checked, found):
+            found.extend(registry.run(rules, qgraph, enabled))
+    return found
+
+
+def analyses(spec, model, settings: Settings, checked: tuple[str, ...], found: list[Diagnostic]) -> list[QGraph]:
+    """The QGraph of the model; if it cannot be traced, QL002 and the largest traceable submodules."""
+    try:
+        return [analyze(model, spec, settings, checked)]
+    except TraceFailure as failure:
+        subgraphs = _traceable_submodules(spec, model, settings, checked)
+        names = ", ".join(f"`{q.prefix}`" for q in subgraphs) or "none"
+        fallback = _build_span(model, spec)
+        span, related = fr.locate(failure.frames, checked, fallback)
+        found.append(
+            Diagnostic(
+                "QL002",
+                f"torch.fx cannot trace `{spec.name}`: {loader.describe(failure.cause)}; "
+                f"graph rules check its traceable submodules instead ({names})",
+                span,
+                related=related,
+                model=spec.name,
+            )
+        )
+        return subgraphs
+
+
+def _build_span(model, spec):
+    frames = fr.construction_frames(model)
+    span, _ = fr.locate(frames, [spec.path], spec.span)
+    return span
+
+
+def _traceable_submodules(spec, model, settings: Settings, checked: tuple[str, ...]) -> list[QGraph]:
+    """Breadth-first: the outermost submodules that trace, with input shapes seen in a meta run."""
+    import torch.nn as nn
+
+    inputs = _observed_inputs(model, settings)
+    out: list[QGraph] = []
+    queue = [(name, child) for name, child in model.named_children()]
+    while queue and len(out) < MAX_SUBROOTS:
+        name, module = queue.pop(0)
+        if not any(True for _ in module.parameters()) or type(module).__module__.startswith("torch.nn"):
+            if not isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+                continue
+        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            queue.extend((f"{name}.{n}", c) for n, c in module.named_children())
+            continue
+        shape = inputs.get(id(module))
+        sub_settings = settings if shape is None else _with_shape(settings, shape)
+        try:
+            qgraph = analyze(module, spec, sub_settings, checked)
+        except TraceFailure:
+            queue.extend((f"{name}.{n}", c) for n, c in module.named_children())
+            continue
+        qgraph.prefix = name
+        out.append(qgraph)
+    return out
+
+
+def _with_shape(settings: Settings, shape):
+    from dataclasses import replace
+
+    return replace(settings, input_shape=tuple(shape))
+
+
+def _observed_inputs(model, settings: Settings) -> dict[int, tuple[int, ...]]:
+    """Run the model eagerly on a meta input and record each submodule's first input shape."""
+    import torch
+    import torch.nn as nn
+
+    shape = settings.input_shape
+    if shape is None:
+        first = next((m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))), None)
+        if isinstance(first, nn.modules.conv._ConvNd):
+            shape = (1, first.in_channels, *([224] * len(first.kernel_size)))
+        elif isinstance(first, nn.Linear):
+            shape = (1, first.in_features)
+    if shape is None:
+        return {}
+    seen: dict[int, tuple[int, ...]] = {}
+
+    def hook(module, args):
+        if args and isinstance(args[0], torch.Tensor) and id(module) not in seen:
+            seen[id(module)] = tuple(args[0].shape)
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules()]
+    try:
+        with loader.quiet(), torch.no_grad():
+            model(torch.empty(shape, device="meta"))
+    except Exception:  # noqa: BLE001 - the run stops somewhere (data-dependent ops); what it saw is enough
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen

@@ -1,0 +1,184 @@
+"""What the installed torch supports, asked of torch itself rather than copied into a table.
+
+- which modules eager ``convert`` swaps: torch's default static module mappings;
+- which module chains can be fused: torch's fuser-method table;
+- whether an op accepts quantized tensors: a cached probe of the op on tiny quantized tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Callable
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+
+from qlint.model.loader import quiet
+
+DEFAULT_PROBE_SHAPE = (1, 4, 8, 8)
+_MAX_PROBE_ELEMENTS = 1 << 22
+
+ARITHMETIC_FUNCTIONS = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.matmul,
+    operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.imatmul, operator.pow,
+    torch.add, torch.sub, torch.subtract, torch.mul, torch.multiply, torch.div, torch.divide,
+    torch.true_divide, torch.matmul, torch.mm, torch.bmm, torch.rsub, torch.pow,
+}  # fmt: skip
+ARITHMETIC_METHODS = {
+    "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "true_divide", "matmul", "mm", "bmm",
+    "__add__", "__iadd__", "__mul__", "__imul__", "__sub__", "__truediv__", "__matmul__", "pow", "pow_",
+}  # fmt: skip
+CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
+OPERATOR_SYMBOLS = {
+    operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+    operator.floordiv: "//", operator.matmul: "@", operator.iadd: "+=", operator.isub: "-=",
+    operator.imul: "*=", operator.itruediv: "/=", operator.imatmul: "@=", operator.pow: "**",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def swapped_module_types() -> frozenset[type]:
+    """Module types that eager ``convert`` replaces by quantized kernels (torch's default mappings)."""
+    from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
+
+    with quiet():
+        return frozenset(get_default_static_quant_module_mappings())
+
+
+@lru_cache(maxsize=1)
+def fusion_patterns() -> tuple[tuple[type, ...], ...]:
+    """Module-type chains eager ``fuse_modules`` can fuse, longest first (torch's fuser table)."""
+    try:
+        from torch.ao.quantization.fuser_method_mappings import _DEFAULT_OP_LIST_TO_FUSER_METHOD as table
+    except ImportError:  # pragma: no cover - older/newer torch without the private table
+        table = {}
+    patterns = [p for p in table if all(isinstance(t, type) for t in p)]
+    return tuple(sorted(patterns, key=len, reverse=True))
+
+
+@lru_cache(maxsize=1)
+def fusable_types() -> frozenset[type]:
+    return frozenset(t for p in fusion_patterns() for t in p)
+
+
+def is_arithmetic(op: str, target: object) -> bool:
+    if op == "call_method":
+        return target in ARITHMETIC_METHODS
+    return target in ARITHMETIC_FUNCTIONS
+
+
+def describe_target(op: str, target: object) -> str:
+    if op == "call_method":
+        return f".{target}()"
+    if target in OPERATOR_SYMBOLS:
+        return f"`{OPERATOR_SYMBOLS[target]}`"
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", str(target))
+    if module.startswith("torch.nn.functional"):
+        return f"F.{name}"
+    if module.startswith("torch") or module == "builtins" and hasattr(torch, name):
+        return f"torch.{name}"
+    return name
+
+
+# ---- probing ---------------------------------------------------------------------------------------
+
+class Materialize:
+    """Turns analysis values into real CPU tensors for a probe: quantized where the kind says so."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def tensor(self, value: object, quantized: bool) -> torch.Tensor | None:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else DEFAULT_PROBE_SHAPE
+        numel = 1
+        for s in shape:
+            numel *= s
+        if numel > _MAX_PROBE_ELEMENTS:
+            self.failed = True
+            return None
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            return torch.zeros(shape, dtype=value.dtype)
+        data = torch.rand(shape)
+        if not quantized:
+            return data
+        return torch.quantize_per_tensor(data, 0.05, 64, torch.quint8)
+
+
+def signature(value: object) -> object:
+    """A hashable summary of a probe argument (tensors by kind/shape/dtype)."""
+    if isinstance(value, tuple) and len(value) == 3 and value[0] in ("Q", "F", "T"):
+        return value
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(signature(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((k, signature(v)) for k, v in value.items())))
+    if isinstance(value, (int, float, bool, str, type(None), torch.dtype, torch.device)):
+        return value
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    if value is Ellipsis:
+        return "..."
+    return ("obj", type(value).__name__, id(value))
+
+
+_probe_cache: dict[object, tuple[bool | None, str, str]] = {}
+
+
+def probe(key: object, run: Callable[[], object]) -> tuple[bool | None, str, str]:
+    """Run ``run`` once per ``key``: (supported?, output kind, error text).
+
+    supported is True when it ran, False when torch has no quantized kernel for it,
+    None when the probe itself was inconclusive.
+    """
+    if key in _probe_cache:
+        return _probe_cache[key]
+    try:
+        with quiet(), torch.no_grad():
+            result = run()
+        outcome: tuple[bool | None, str, str] = (True, kind_of_value(result), "")
+    except Exception as exc:  # noqa: BLE001 - the point is to see whether torch refuses
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        outcome = (False if _no_quantized_kernel(exc) else None, "unknown", text)
+    _probe_cache[key] = outcome
+    return outcome
+
+
+def _no_quantized_kernel(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, NotImplementedError) or any(
+        marker in text for marker in ("quantizedcpu", "quantized", "qint8", "quint8", "qscheme")
+    )
+
+
+def kind_of_value(value: object) -> str:
+    """'quantized' / 'float' / 'none' for the tensors held by a value."""
+    found = set()
+
+    def visit(v: object) -> None:
+        if isinstance(v, torch.Tensor):
+            if v.is_quantized:
+                found.add("quantized")
+            elif v.is_floating_point():
+                found.add("float")
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                visit(item)
+        elif isinstance(v, dict):
+            for item in v.values():
+                visit(item)
+
+    visit(value)
+    if "quantized" in found:
+        return "quantized"
+    return "float" if "float" in found else "none"
+
+
+def cpu_copy(module: nn.Module) -> nn.Module:
+    """A CPU copy of ``module`` for a probe (uninitialized weights are fine for a probe)."""
+    clone = copy.deepcopy(module)
+    if any(t.is_meta for t in [*clone.parameters(), *clone.buffers()]):
+        clone = clone.to_empty(device="cpu")
+    return clone

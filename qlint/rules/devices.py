@@ -1,0 +1,251 @@
+"""QL401: CUDA where quantized models cannot go.
+
+Model code hard-wired to CUDA (in ``forward`` or the methods it calls, and in the traced graph),
+and pipelines that move a converted model or its input to CUDA, or convert a model last moved
+there. QAT and calibration on the GPU are legal and not reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+from libcst.helpers import get_full_name_for_node
+
+from qlint.diagnostics import Diagnostic
+from qlint.rules.registry import graph_rule, source_rule
+
+CONVERT_FUNCTIONS = {"convert", "convert_fx", "convert_pt2e", "quantize", "quantize_fx", "convert_to_reference_fx"}
+HARMLESS_CUDA_QUERIES = {"is_available", "device_count", "is_initialized", "get_device_name"}
+
+
+def _is_cuda_text(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("cuda")
+
+
+def _is_cuda_expr(node: cst.BaseExpression, cuda_names: set[str]) -> bool:
+    """A literal / torch.device / name / conditional that evaluates to a CUDA device."""
+    if isinstance(node, cst.SimpleString):
+        return _is_cuda_text(node.evaluated_value)
+    if isinstance(node, cst.Name):
+        return node.value in cuda_names
+    if isinstance(node, cst.Call) and (get_full_name_for_node(node.func) or "").endswith("device"):
+        return bool(node.args) and _is_cuda_expr(node.args[0].value, cuda_names)
+    if isinstance(node, cst.IfExp):
+        return _is_cuda_expr(node.body, cuda_names) or _is_cuda_expr(node.orelse, cuda_names)
+    return False
+
+
+def _cuda_names(index) -> set[str]:
+    """Names assigned a CUDA device anywhere in the file (``device = "cuda"``)."""
+    names: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            if _is_cuda_expr(node.value, names):
+                for target in node.targets:
+                    if isinstance(target.target, cst.Name):
+                        names.add(target.target.value)
+
+    index.module.visit(Visitor())
+    return names
+
+
+def _cuda_move(call: cst.Call, cuda_names: set[str]) -> bool:
+    """``x.cuda()`` or ``x.to(<cuda>)``."""
+    if not isinstance(call.func, cst.Attribute):
+        return False
+    attr = call.func.attr.value
+    if attr == "cuda":
+        return True
+    if attr == "to":
+        return any(_is_cuda_expr(a.value, cuda_names) for a in call.args if a.keyword is None or a.keyword.value == "device")
+    return False
+
+
+def _cpu_move(call: cst.Call) -> bool:
+    if not isinstance(call.func, cst.Attribute):
+        return False
+    attr = call.func.attr.value
+    return attr == "cpu" or (
+        attr == "to" and any(isinstance(a.value, cst.SimpleString) and a.value.evaluated_value == "cpu" for a in call.args)
+    )
+
+
+def _receiver(call: cst.Call) -> cst.BaseExpression | None:
+    return call.func.value if isinstance(call.func, cst.Attribute) else None
+
+
+def _is_convert(call: cst.Call) -> bool:
+    name = get_full_name_for_node(call.func) or ""
+    return name.rsplit(".", 1)[-1] in CONVERT_FUNCTIONS
+
+
+@source_rule("QL401")
+def gpu_only_call(index) -> Iterator[Diagnostic]:
+    cuda_names = _cuda_names(index)
+    yield from _model_code(index, cuda_names)
+    yield from _pipelines(index, cuda_names)
+
+
+def _model_code(index, cuda_names: set[str]) -> Iterator[Diagnostic]:
+    for cls in index.module_classes:
+        for site in index.calls_in(cls, index.forward_closure(cls)):
+            call, where = site.node, f"`{cls}.{site.function}`"
+            if _cuda_move(call, cuda_names):
+                what = "`.cuda()`" if site.attr == "cuda" else "`.to(<cuda>)`"
+                message = f"{what} in {where}: a quantized model runs on the CPU only; use the input's device"
+            elif any(a.keyword and a.keyword.value == "device" and _is_cuda_expr(a.value, cuda_names) for a in call.args):
+                message = f"`device=<cuda>` in {where}: a quantized model runs on the CPU only; use `device=x.device`"
+            elif site.name.startswith("torch.cuda.") and site.attr not in HARMLESS_CUDA_QUERIES:
+                message = f"`{site.name}()` in {where}: quantized models run on the CPU, where it fails"
+            else:
+                continue
+            yield index.diagnostic("QL401", message, call)
+
+
+def _pipelines(index, cuda_names: set[str]) -> Iterator[Diagnostic]:
+    bodies = [index.module.body] + [f.body.body for f in index.functions if isinstance(f.body, cst.IndentedBlock)]
+    for body in bodies:
+        yield from _PipelineScan(index, cuda_names).scan(body)
+
+
+class _PipelineScan:
+    """Statement-order dataflow over one body: which names hold converted models or live on CUDA."""
+
+    def __init__(self, index, cuda_names: set[str]):
+        self.index = index
+        self.cuda_names = cuda_names
+        self.converted: set[str] = set()
+        self.on_cuda: dict[str, bool] = {}
+
+    def scan(self, statements) -> Iterator[Diagnostic]:
+        for statement in statements:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    yield from self._statement(small)
+            elif isinstance(statement, (cst.For, cst.While, cst.If, cst.With, cst.Try)):
+                yield from self.scan(_inner_statements(statement))
+
+    def _statement(self, small: cst.BaseSmallStatement) -> Iterator[Diagnostic]:
+        target = None
+        if isinstance(small, cst.Assign) and isinstance(small.targets[0].target, cst.Name):
+            target = small.targets[0].target.value
+        value = getattr(small, "value", None)
+        if not isinstance(value, cst.BaseExpression):
+            return
+        for call in _calls(value):
+            yield from self._call(call)
+        if target and isinstance(value, cst.Call):
+            self._assign(target, value)
+
+    def _call(self, call: cst.Call) -> Iterator[Diagnostic]:
+        receiver = _receiver(call)
+        if _is_convert(call) and call.args:
+            model = call.args[0].value
+            if isinstance(model, cst.Name) and self.on_cuda.get(model.value):
+                yield self.index.diagnostic(
+                    "QL401",
+                    f"`{model.value}` was last moved to CUDA: `convert` needs the model on the CPU; "
+                    f"use `convert({model.value}.cpu())`",
+                    call,
+                )
+            if any(a.keyword and a.keyword.value == "inplace" for a in call.args) and isinstance(model, cst.Name):
+                self.converted.add(model.value)
+        elif _cuda_move(call, self.cuda_names) and receiver is not None:
+            if (isinstance(receiver, cst.Name) and receiver.value in self.converted) or (
+                isinstance(receiver, cst.Call) and _is_convert(receiver)
+            ):
+                name = receiver.value if isinstance(receiver, cst.Name) else "the converted model"
+                yield self.index.diagnostic(
+                    "QL401",
+                    f"{name} is a converted (quantized) model: its kernels run on the CPU only, "
+                    "moving it to CUDA fails; keep it on the CPU",
+                    call,
+                )
+            elif isinstance(receiver, cst.Name):
+                self.on_cuda[receiver.value] = True
+        elif _cpu_move(call) and isinstance(receiver, cst.Name):
+            self.on_cuda[receiver.value] = False
+        elif isinstance(call.func, cst.Name) and call.func.value in self.converted:
+            for arg in call.args:
+                value = arg.value
+                moved = isinstance(value, cst.Call) and _cuda_move(value, self.cuda_names)
+                if moved or (isinstance(value, cst.Name) and self.on_cuda.get(value.value)):
+                    yield self.index.diagnostic(
+                        "QL401",
+                        f"the input of the converted model `{call.func.value}` is on CUDA: "
+                        "quantized kernels run on the CPU only",
+                        arg.value,
+                    )
+
+    def _assign(self, target: str, value: cst.Call) -> None:
+        inner = value
+        while isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and not _is_convert(inner):
+            if _cuda_move(inner, self.cuda_names):
+                self.on_cuda[target] = True
+                self.converted.discard(target)
+                return
+            if _cpu_move(inner):
+                self.on_cuda[target] = False
+                return
+            inner = inner.func.value if isinstance(inner.func.value, cst.Call) else None
+        if isinstance(value, cst.Call) and _is_convert(value):
+            self.converted.add(target)
+            self.on_cuda[target] = False
+            return
+        self.converted.discard(target)
+        if value.args and isinstance(value.args[0].value, cst.Name):
+            source = value.args[0].value.value
+            if source in self.on_cuda:
+                self.on_cuda[target] = self.on_cuda[source]
+
+
+def _calls(expr: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            found.append(node)
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+    expr.visit(Visitor())
+    return found
+
+
+def _inner_statements(statement: cst.CSTNode) -> list[cst.BaseStatement]:
+    out: list[cst.BaseStatement] = []
+    for attr in ("body", "orelse", "handlers", "finalbody"):
+        part = getattr(statement, attr, None)
+        if part is None:
+            continue
+        parts = part if isinstance(part, (list, tuple)) else [part]
+        for p in parts:
+            block = getattr(p, "body", None)
+            if isinstance(block, (list, tuple)):
+                out.extend(block)
+            elif block is not None and hasattr(block, "body"):
+                out.extend(block.body)
+    return out
+
+
+@graph_rule("QL401")
+def traced_cuda(qg) -> Iterator[Diagnostic]:
+    for name, facts in qg.nodes():
+        node = qg.fx_nodes[name]
+        device = node.kwargs.get("device")
+        if facts.op == "call_method" and facts.target == "cuda":
+            what = "`.cuda()`"
+        elif facts.op == "call_method" and facts.target == "to" and any(
+            _is_cuda_text(str(a)) for a in (*node.args[1:], device) if a is not None
+        ):
+            what = "`.to(<cuda>)`"
+        elif device is not None and _is_cuda_text(str(device)):
+            what = "`device=<cuda>`"
+        else:
+            continue
+        yield qg.diagnostic(
+            "QL401", f"{what} in the model's forward: a quantized model runs on the CPU only; use the input's device", name
+        )

@@ -1,0 +1,124 @@
+"""QL201 (unfused chains) and QL202 (reused modules): path and multiplicity queries on the QGraph."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+from qlint.diagnostics import Diagnostic
+from qlint.rules.registry import graph_rule
+
+
+def fusion_chains(qg) -> list[list[str]]:
+    """Qualified module names of every chain eager ``fuse_modules`` could fuse, in graph order.
+
+    A chain follows torch's fuser patterns (Conv-BN-ReLU, Conv-BN, Conv-ReLU, Linear-ReLU, ...),
+    longest first, and each inner output must feed only the next module.
+    """
+    return [[qg.facts(n).module for n in chain] for chain in _chain_nodes(qg)]
+
+
+def _chain_nodes(qg) -> list[list[str]]:
+    from qlint.model import support
+
+    used: set[str] = set()
+    chains = []
+    for name, facts in qg.nodes("call_module"):
+        if name in used:
+            continue
+        for pattern in support.fusion_patterns():
+            chain = _match(qg, name, pattern)
+            if chain and not used.intersection(chain):
+                chains.append(chain)
+                used.update(chain)
+                break
+    return chains
+
+
+def _match(qg, start: str, pattern: tuple[type, ...]) -> list[str] | None:
+    chain = [start]
+    if qg.facts(start).module_type is not pattern[0]:
+        return None
+    for wanted in pattern[1:]:
+        users = qg.users(chain[-1])
+        if len(users) != 1:
+            return None
+        nxt = qg.facts(users[0])
+        if nxt.op != "call_module" or nxt.module_type is not wanted:
+            return None
+        chain.append(users[0])
+    return chain
+
+
+def _fused_copy(root):
+    """The model after its own ``fuse_model()`` (on a copy), or (None, error text)."""
+    from qlint.model.loader import describe, quiet
+
+    try:
+        with quiet():
+            clone = copy.deepcopy(root)
+            clone.eval()
+            clone.fuse_model()
+        return clone, None
+    except Exception as exc:  # noqa: BLE001 - the user's fuse_model may raise anything
+        return None, describe(exc)
+
+
+@graph_rule("QL201")
+def unfused(qg) -> Iterator[Diagnostic]:
+    chains = _chain_nodes(qg)
+    if not chains:
+        return
+    has_fuse_model = callable(getattr(qg.root, "fuse_model", None))
+    fused, error = _fused_copy(qg.root) if has_fuse_model else (None, None)
+    for chain in chains:
+        names = [qg.facts(n).module for n in chain]
+        if fused is not None:
+            try:
+                if type(fused.get_submodule(names[0])) is not qg.facts(chain[0]).module_type:
+                    continue  # fuse_model() fuses it
+            except AttributeError:
+                continue
+        types = " -> ".join(qg.facts(n).module_type.__name__ for n in chain)
+        if has_fuse_model and error is None:
+            why = "`fuse_model()` leaves it unfused"
+        elif error is not None:
+            why = f"`fuse_model()` raised {error}"
+        else:
+            why = "the model has no `fuse_model()`"
+        listing = ", ".join(f"'{n}'" for n in names)
+        yield qg.diagnostic(
+            "QL201",
+            f"{types} chain left unfused ({why}): fuse it with "
+            f"`torch.ao.quantization.fuse_modules(model, [[{listing}]])` before prepare",
+            chain[0],
+            chain=tuple(names),
+        )
+
+
+@graph_rule("QL202")
+def reused(qg) -> Iterator[Diagnostic]:
+    from qlint.model import support
+
+    sites: dict[str, list[str]] = {}
+    for name, facts in qg.nodes():
+        if facts.module is not None and facts.op in ("call_module", "call_function"):
+            sites.setdefault(facts.module, []).append(name)
+    watched = support.swapped_module_types() | support.fusable_types()
+    for module, nodes in sites.items():
+        if len(nodes) < 2:
+            continue
+        module_type = qg.facts(nodes[0]).module_type
+        if module_type.__name__ == "DeQuantStub" or module_type not in watched:
+            continue
+        span, related = qg.locate(nodes[0])
+        first = f"{related[0].span.path}:{related[0].span.line}" if related else f"line {span.line}"
+        for index, node in enumerate(nodes[1:], 2):
+            yield qg.diagnostic(
+                "QL202",
+                f"`{module}` ({module_type.__name__}) is called at {len(nodes)} sites (this is call {index}, "
+                f"the first is at {first}): they share one observer and one scale, and fusion "
+                "is blocked; give each call site its own instance",
+                node,
+                sites=len(nodes),
+            )

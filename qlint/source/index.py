@@ -1,0 +1,125 @@
+"""SourceIndex: one libcst pass over a file, collecting what source rules query.
+
+Every call with its dotted callee name, its enclosing class and function, and its position;
+the classes and their methods; the functions. Rules ask the index instead of re-walking the tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import libcst as cst
+from libcst.helpers import get_full_name_for_node
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from qlint.diagnostics import Diagnostic, Span
+from qlint.source.file import SourceFile
+
+
+@dataclass(frozen=True)
+class CallSite:
+    node: cst.Call
+    name: str  # dotted callee, e.g. "torch.ao.quantization.convert", "self.relu", "x.cuda"
+    function: str | None  # innermost enclosing function name
+    cls: str | None  # innermost enclosing class name
+    span: Span
+
+    @property
+    def attr(self) -> str:
+        """The last component of the callee (``cuda`` for ``x.cuda``)."""
+        return self.name.rsplit(".", 1)[-1]
+
+
+@dataclass
+class ClassInfo:
+    node: cst.ClassDef
+    bases: tuple[str, ...]
+    methods: dict[str, cst.FunctionDef] = field(default_factory=dict)
+
+
+class SourceIndex:
+    """The parsed file plus the facts source rules share."""
+
+    def __init__(self, source: SourceFile):
+        self.source = source
+        self.module = cst.parse_module(source.text)
+        self.wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+        self.positions = self.wrapper.resolve(PositionProvider)
+        self.calls: list[CallSite] = []
+        self.classes: dict[str, ClassInfo] = {}
+        self.functions: list[cst.FunctionDef] = []
+        self.wrapper.visit(_Collector(self))
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+    def span(self, node: cst.CSTNode) -> Span:
+        pos = self.positions[node]
+        return Span(self.path, pos.start.line, pos.start.column + 1, pos.end.line, pos.end.column + 1)
+
+    def diagnostic(self, code: str, message: str, node: cst.CSTNode, **data: object) -> Diagnostic:
+        return Diagnostic(code, message, self.span(node), data=tuple(sorted(data.items())))
+
+    def calls_in(self, cls: str, functions: set[str]) -> list[CallSite]:
+        return [c for c in self.calls if c.cls == cls and c.function in functions]
+
+    @cached_property
+    def module_classes(self) -> dict[str, ClassInfo]:
+        """Classes that look like nn.Modules: an ``nn.Module``-ish base, or a ``forward`` method."""
+        return {
+            name: info
+            for name, info in self.classes.items()
+            if "forward" in info.methods or any(b.endswith("Module") or b in self.classes for b in info.bases)
+        }
+
+    def forward_closure(self, cls: str) -> set[str]:
+        """``forward`` and the methods it reaches through ``self.<method>(...)`` calls."""
+        info = self.classes[cls]
+        reached, todo = set(), ["forward"]
+        while todo:
+            name = todo.pop()
+            if name in reached or name not in info.methods:
+                continue
+            reached.add(name)
+            todo.extend(
+                c.attr for c in self.calls if c.cls == cls and c.function == name and c.name == f"self.{c.attr}"
+            )
+        return reached
+
+
+class _Collector(cst.CSTVisitor):
+    def __init__(self, index: SourceIndex):
+        self.index = index
+        self.class_stack: list[str] = []
+        self.function_stack: list[str] = []
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        bases = tuple(get_full_name_for_node(a.value) or "" for a in node.bases)
+        self.index.classes.setdefault(node.name.value, ClassInfo(node, bases))
+        self.class_stack.append(node.name.value)
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self.class_stack.pop()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        if self.class_stack and len(self.function_stack) == 0:
+            self.index.classes[self.class_stack[-1]].methods[node.name.value] = node
+        self.index.functions.append(node)
+        self.function_stack.append(node.name.value)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.function_stack.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = get_full_name_for_node(node.func) or ""
+        self.index.calls.append(
+            CallSite(
+                node,
+                name,
+                self.function_stack[-1] if self.function_stack else None,
+                self.class_stack[-1] if self.class_stack else None,
+                self.index.span(node),
+            )
+        )
