@@ -93,6 +93,10 @@ class QGraph:
     def submodule(self, qualname: str) -> nn.Module:
         return self.root.get_submodule(qualname)
 
+    def full(self, qualname: str | None) -> str | None:
+        """A module's qualified name in the checked model (sub-root graphs carry a prefix)."""
+        return f"{self.prefix}.{qualname}" if self.prefix and qualname else qualname
+
     def quantized_by_qconfig(self, qualname: str) -> bool:
         """False when a ``qconfig = None`` on the module or an ancestor keeps it float."""
         return self._qconfig_on.get(qualname, True)
@@ -115,6 +119,17 @@ class QGraph:
                 frames = fr.construction_frames(self.submodule(facts.module)) or frames
         frames = tuple(f for f in frames if not fr.is_torch_container(f.path))
         return fr.locate(frames, self.checked, self.build_span)
+
+    def source_text(self, name: str) -> str:
+        """The source text of a node's innermost call site ("" when unknown or multi-line)."""
+        import linecache
+
+        frames = self.fx_nodes[name].meta.get("qlint_frames", ())
+        if not frames or frames[0].end_line != frames[0].line:
+            return ""
+        frame = frames[0]
+        line = linecache.getline(frame.path, frame.line).encode("utf-8")
+        return line[frame.col : frame.end_col].decode("utf-8", errors="replace")
 
     def locate_module(self, qualname: str) -> tuple[Span, tuple[Related, ...]]:
         """Where a module was constructed (for findings about a module rather than a call)."""
@@ -142,8 +157,7 @@ class QGraph:
         span, related = location or (self.locate(node) if node else (self.build_span, ()))
         if module is None and node is not None:
             module = self.facts(node).module
-        if self.prefix and module:
-            module = f"{self.prefix}.{module}"
+        module = self.full(module)
         return Diagnostic(
             code, message, span, related=related, model=self.spec.name, module=module,
             data=tuple(sorted(data.items())),

@@ -62,8 +62,9 @@ def quiet() -> Iterator[None]:
 def describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
-    if len(first) > 200:
-        first = first[:197] + "..."
+    if len(first) > 160:  # long torch messages: keep the first sentence
+        first = first.split(". ")[0].rstrip(".")
+        first = first if len(first) <= 160 else first[:157] + "..."
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from qlint.diagnostics import Diagnostic
 from qlint.rules.registry import graph_rule
+
+
+def _augmented(text: str) -> str | None:
+    """``+=`` for ``out += identity`` (fx records augmented assignment as the plain operator)."""
+    match = re.match(r"^[\w.\[\]]+\s*([-+*/@]|//)=", text)
+    return f"`{match.group(1)}=`" if match else None
 
 
 def _name(facts) -> str:
@@ -21,9 +28,9 @@ def stubs(qg) -> Iterator[Diagnostic]:
             first = facts.input_kinds[0] if facts.input_kinds else None
             if first is Kind.FLOAT:
                 what = (
-                    f"FloatFunctional `{facts.module}`"
+                    f"FloatFunctional `{qg.full(facts.module)}`"
                     if facts.op == "call_function"
-                    else f"`{facts.module}` ({_name(facts)})"
+                    else f"`{qg.full(facts.module)}` ({_name(facts)})"
                 )
                 yield qg.diagnostic(
                     "QL101",
@@ -32,7 +39,7 @@ def stubs(qg) -> Iterator[Diagnostic]:
                     name,
                 )
     for name, facts in qg.nodes("output"):
-        if facts.kind is Kind.QUANT:
+        if facts.kind is Kind.QUANT and not qg.prefix:  # a sub-root's output flows on into the model
             yield qg.diagnostic(
                 "QL102",
                 "the model returns a quantized tensor: add a DeQuantStub and dequantize before returning",
@@ -52,12 +59,12 @@ def ops(qg) -> Iterator[Diagnostic]:
             island = "" if qg.quantized_by_qconfig(facts.module) else " (its qconfig is None, so it stays float)"
             yield qg.diagnostic(
                 "QL105",
-                f"`{facts.module}` ({_name(facts)}) has no quantized kernel{island} but receives a quantized "
+                f"`{qg.full(facts.module)}` ({_name(facts)}) has no quantized kernel{island} but receives a quantized "
                 "tensor: wrap it in a float island (DeQuantStub before, QuantStub after)",
                 name,
             )
         elif facts.op in ("call_function", "call_method") and facts.module is None:
-            what = support.describe_target(facts.op, facts.target)
+            what = _augmented(qg.source_text(name)) or support.describe_target(facts.op, facts.target)
             if facts.quantized_support is False and support.is_arithmetic(facts.op, facts.target):
                 yield qg.diagnostic(
                     "QL103",

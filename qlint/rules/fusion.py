@@ -15,7 +15,7 @@ def fusion_chains(qg) -> list[list[str]]:
     A chain follows torch's fuser patterns (Conv-BN-ReLU, Conv-BN, Conv-ReLU, Linear-ReLU, ...),
     longest first, and each inner output must feed only the next module.
     """
-    return [[qg.facts(n).module for n in chain] for chain in _chain_nodes(qg)]
+    return [[qg.full(qg.facts(n).module) for n in chain] for chain in _chain_nodes(qg)]
 
 
 def _chain_nodes(qg) -> list[list[str]]:
@@ -64,6 +64,15 @@ def _fused_copy(root):
         return None, describe(exc)
 
 
+def _fused_away(model, qualname: str) -> bool:
+    import torch.nn as nn
+
+    try:
+        return isinstance(model.get_submodule(qualname), nn.Identity)
+    except AttributeError:
+        return True
+
+
 @graph_rule("QL201")
 def unfused(qg) -> Iterator[Diagnostic]:
     chains = _chain_nodes(qg)
@@ -72,13 +81,9 @@ def unfused(qg) -> Iterator[Diagnostic]:
     has_fuse_model = callable(getattr(qg.root, "fuse_model", None))
     fused, error = _fused_copy(qg.root) if has_fuse_model else (None, None)
     for chain in chains:
-        names = [qg.facts(n).module for n in chain]
-        if fused is not None:
-            try:
-                if type(fused.get_submodule(names[0])) is not qg.facts(chain[0]).module_type:
-                    continue  # fuse_model() fuses it
-            except AttributeError:
-                continue
+        names = [qg.full(qg.facts(n).module) for n in chain]
+        if fused is not None and _fused_away(fused, qg.facts(chain[-1]).module):
+            continue  # fuse_model() fuses it: the chain's tail became an Identity
         types = " -> ".join(qg.facts(n).module_type.__name__ for n in chain)
         if has_fuse_model and error is None:
             why = "`fuse_model()` leaves it unfused"
@@ -116,7 +121,7 @@ def reused(qg) -> Iterator[Diagnostic]:
         for index, node in enumerate(nodes[1:], 2):
             yield qg.diagnostic(
                 "QL202",
-                f"`{module}` ({module_type.__name__}) is called at {len(nodes)} sites (this is call {index}, "
+                f"`{qg.full(module)}` ({module_type.__name__}) is called at {len(nodes)} sites (this is call {index}, "
                 f"the first is at {first}): they share one observer and one scale, and fusion "
                 "is blocked; give each call site its own instance",
                 node,
