@@ -75,6 +75,12 @@ def check_backend(name: str) -> str:
     return name
 
 
+def clear_cache() -> None:
+    """Forget pyproject lookups (one run sees one state of the files; the next may differ)."""
+    _pyproject_with_table.cache_clear()
+    _read_toml.cache_clear()
+
+
 def find_pyproject(start: Path) -> Path | None:
     """The nearest pyproject.toml holding a ``[tool.qlint]`` table, from ``start`` upwards."""
     directory = start if start.is_dir() else start.parent

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from qlint.config import ConfigError, Settings, load_settings, parse_shape
+from qlint.config import ConfigError, Settings, clear_cache, load_settings, parse_shape
 from qlint.diagnostics import Diagnostic
 from qlint.rules import registry
 from qlint.source.file import SourceFile, UnreadableFile
@@ -49,6 +49,7 @@ def collect_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
 
 def check_files(files: list[str], overrides: dict | None = None) -> list[FileResult]:
     """Check each file with its own settings (nearest ``[tool.qlint]`` plus ``overrides``)."""
+    clear_cache()
     checked = tuple(files)
     results = []
     for path in files:
