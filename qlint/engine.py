@@ -87,9 +87,9 @@ def _wants_graph(enabled: frozenset[str]) -> bool:
 
 
 def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
-    rules = registry.load_source_rules()
-    if not any(code in enabled for code in rules):
+    if not registry.source_rules_wanted(enabled, source.text):
         return []
+    rules = registry.load_source_rules()
     from qlint.source.index import SourceIndex
 
     try:

@@ -40,6 +40,10 @@ class Kind(str, Enum):
 
 
 _UNKNOWN = object()
+_SHAPE_PRESERVING = (
+    nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU,
+    nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.Dropout, nn.Identity, QuantStub, DeQuantStub,
+)
 _SCALAR_METHODS = {"size", "dim", "numel", "item", "tolist", "stride", "element_size", "__len__"}
 _SCALAR_ATTRS = {"shape", "dtype", "device", "ndim", "is_quantized", "requires_grad"}
 
@@ -109,16 +113,44 @@ class QGraph:
         return span if any(f.path == os.path.abspath(self.spec.path) for f in frames) else self.spec.span
 
     def locate(self, name: str) -> tuple[Span, tuple[Related, ...]]:
-        """Where a node's diagnostic points, by the catalog's rule."""
+        """Where a node's diagnostic points, by the catalog's rule.
+
+        The call site in a checked file; for a module run by a torch container (``nn.Sequential``,
+        a ModuleList loop), the line that constructs it; for code in a library (torchvision), the
+        line of the checked file that builds the module, with the library's line in ``related``.
+        """
         node = self.fx_nodes[name]
         facts = self.facts(name)
-        frames = node.meta.get("qlint_frames", ())
-        if facts.op == "call_module" and facts.module is not None:
-            inner = frames[0] if frames else None
+        frames = tuple(node.meta.get("qlint_frames", ()))
+        inner = frames[0] if frames else None
+        owner = self._owner(node)
+        if facts.op == "call_module" and owner is not None:
             if inner is None or fr.is_torch_container(inner.path) or self._shared_site(name):
-                frames = fr.construction_frames(self.submodule(facts.module)) or frames
+                frames = fr.construction_frames(owner) or frames
+                inner = frames[0] if frames else None
         frames = tuple(f for f in frames if not fr.is_torch_container(f.path))
+        if frames and not self._checked(frames[0]) and owner is not None:
+            built = tuple(f for f in fr.construction_frames(owner) if not fr.is_torch_container(f.path))
+            span, _ = fr.locate(built, self.checked, self.build_span)
+            _, related = fr.locate(frames[:1], (), self.build_span)
+            return span, related
         return fr.locate(frames, self.checked, self.build_span)
+
+    def _owner(self, node: fx.Node) -> nn.Module | None:
+        """The module whose forward produced ``node`` (the called module, for call_module)."""
+        if node.op == "call_module":
+            return self.submodule(node.target)
+        stack = node.meta.get("nn_module_stack") or {}
+        if not stack:
+            return self.root
+        qualname = list(stack.values())[-1][0]
+        try:
+            return self.submodule(qualname) if qualname else self.root
+        except AttributeError:
+            return None
+
+    def _checked(self, frame: fr.Frame) -> bool:
+        return any(frame.path == os.path.abspath(p) for p in self.checked)
 
     def source_text(self, name: str) -> str:
         """The source text of a node's innermost call site ("" when unknown or multi-line)."""
@@ -243,7 +275,9 @@ class QGraph:
         module = self.submodule(node.target)
         facts.module, facts.module_type = node.target, type(module)
         args, kwargs, known = self._values(node)
-        if known:
+        if known and isinstance(module, _SHAPE_PRESERVING) and len(args) == 1 and not kwargs:
+            facts.value = args[0]  # same shape and dtype: no need to run it on meta
+        elif known:
             self._execute(facts, lambda: module(*args, **kwargs))
         first = self.facts(node.all_input_nodes[0].name).kind if node.all_input_nodes else Kind.UNKNOWN
         facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(node.target)

@@ -35,6 +35,8 @@ class RuleInfo:
     basis: Basis
     summary: str
     fix: FixAvailability = FixAvailability.NONE
+    # source rules: words a file must contain for the rule to have anything to find (none: always run)
+    triggers: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -60,7 +62,7 @@ _RULES = [
     RuleInfo("QL201", "unfused-conv-bn-relu", W, G, "a fusable Conv/Linear-BN-ReLU chain is left unfused"),
     RuleInfo("QL202", "reused-module", W, G, "one module instance is called at several sites"),
     RuleInfo("QL301", "dilated-grouped-conv", W, G, "a dilated grouped conv runs slower in int8 than in float on this engine"),
-    RuleInfo("QL401", "gpu-only-call", E, S, "model code or a converted model is tied to CUDA"),
+    RuleInfo("QL401", "gpu-only-call", E, S, "model code or a converted model is tied to CUDA", triggers=("cuda",)),
     RuleInfo("QL601", "conversion-failed", E, M, "the real conversion or the first int8 forward raised"),
     RuleInfo("QL602", "slow-quantized-layer", W, M, "a layer measured slower in int8 than in float"),
     RuleInfo("QL603", "low-sqnr", W, M, "output (or a layer's) SQNR against float below the threshold"),

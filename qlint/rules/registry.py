@@ -57,6 +57,22 @@ def load_source_rules() -> dict[str, SourceRule]:
     return SOURCE_RULES
 
 
+def source_rules_wanted(enabled: frozenset[str], text: str) -> bool:
+    """Whether any enabled source rule could fire on ``text``, by the catalog's trigger words.
+
+    Decided before any rule module (and libcst) is imported: a file with nothing to find costs nothing.
+    """
+    from qlint.rules.catalog import Basis
+
+    return any(
+        RULES[code].basis is Basis.SOURCE
+        and code != "QL000"  # the parser's, not a rule's
+        and (not RULES[code].triggers or any(t in text for t in RULES[code].triggers))
+        for code in enabled
+        if code in RULES
+    )
+
+
 def run(rules: dict[str, Callable], subject: object, enabled: frozenset[str]) -> list[Diagnostic]:
     """Each distinct rule function once; keep only enabled codes."""
     out: list[Diagnostic] = []
