@@ -14,6 +14,7 @@ from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Diagnostic
 from qlint.rules.registry import graph_rule, source_rule
+from qlint.source.pipeline import PipelineScan, bodies, receiver
 
 CONVERT_FUNCTIONS = {"convert", "convert_fx", "convert_pt2e", "quantize", "quantize_fx", "convert_to_reference_fx"}
 HARMLESS_CUDA_QUERIES = {"is_available", "device_count", "is_initialized", "get_device_name"}
@@ -72,10 +73,6 @@ def _cpu_move(call: cst.Call) -> bool:
     )
 
 
-def _receiver(call: cst.Call) -> cst.BaseExpression | None:
-    return call.func.value if isinstance(call.func, cst.Attribute) else None
-
-
 def _is_convert(call: cst.Call) -> bool:
     name = get_full_name_for_node(call.func) or ""
     return name.rsplit(".", 1)[-1] in CONVERT_FUNCTIONS
@@ -105,42 +102,26 @@ def _model_code(index, cuda_names: set[str]) -> Iterator[Diagnostic]:
 
 
 def _pipelines(index, cuda_names: set[str]) -> Iterator[Diagnostic]:
-    bodies = [index.module.body] + [f.body.body for f in index.functions if isinstance(f.body, cst.IndentedBlock)]
-    for body in bodies:
-        yield from _PipelineScan(index, cuda_names).scan(body)
+    for body in bodies(index):
+        yield from _CudaScan(index, cuda_names).scan(body)
 
 
-class _PipelineScan:
-    """Statement-order dataflow over one body: which names hold converted models or live on CUDA."""
+class _CudaScan(PipelineScan):
+    """Which names hold converted models or live on CUDA, in statement order."""
 
     def __init__(self, index, cuda_names: set[str]):
-        self.index = index
+        super().__init__(index)
         self.cuda_names = cuda_names
         self.converted: set[str] = set()
         self.on_cuda: dict[str, bool] = {}
 
-    def scan(self, statements) -> Iterator[Diagnostic]:
-        for statement in statements:
-            if isinstance(statement, cst.SimpleStatementLine):
-                for small in statement.body:
-                    yield from self._statement(small)
-            elif isinstance(statement, (cst.For, cst.While, cst.If, cst.With, cst.Try)):
-                yield from self.scan(_inner_statements(statement))
+    def on_assign(self, target: cst.BaseExpression, value: cst.BaseExpression) -> Iterator[Diagnostic]:
+        if isinstance(target, cst.Name) and isinstance(value, cst.Call):
+            self._assign(target.value, value)
+        return iter(())
 
-    def _statement(self, small: cst.BaseSmallStatement) -> Iterator[Diagnostic]:
-        target = None
-        if isinstance(small, cst.Assign) and isinstance(small.targets[0].target, cst.Name):
-            target = small.targets[0].target.value
-        value = getattr(small, "value", None)
-        if not isinstance(value, cst.BaseExpression):
-            return
-        for call in _calls(value):
-            yield from self._call(call)
-        if target and isinstance(value, cst.Call):
-            self._assign(target, value)
-
-    def _call(self, call: cst.Call) -> Iterator[Diagnostic]:
-        receiver = _receiver(call)
+    def on_call(self, call: cst.Call) -> Iterator[Diagnostic]:
+        obj = receiver(call)
         if _is_convert(call) and call.args:
             model = call.args[0].value
             if isinstance(model, cst.Name) and self.on_cuda.get(model.value):
@@ -152,21 +133,21 @@ class _PipelineScan:
                 )
             if any(a.keyword and a.keyword.value == "inplace" for a in call.args) and isinstance(model, cst.Name):
                 self.converted.add(model.value)
-        elif _cuda_move(call, self.cuda_names) and receiver is not None:
-            if (isinstance(receiver, cst.Name) and receiver.value in self.converted) or (
-                isinstance(receiver, cst.Call) and _is_convert(receiver)
+        elif _cuda_move(call, self.cuda_names) and obj is not None:
+            if (isinstance(obj, cst.Name) and obj.value in self.converted) or (
+                isinstance(obj, cst.Call) and _is_convert(obj)
             ):
-                name = receiver.value if isinstance(receiver, cst.Name) else "the converted model"
+                name = obj.value if isinstance(obj, cst.Name) else "the converted model"
                 yield self.index.diagnostic(
                     "QL401",
                     f"{name} is a converted (quantized) model: its kernels run on the CPU only, "
                     "moving it to CUDA fails; keep it on the CPU",
                     call,
                 )
-            elif isinstance(receiver, cst.Name):
-                self.on_cuda[receiver.value] = True
-        elif _cpu_move(call) and isinstance(receiver, cst.Name):
-            self.on_cuda[receiver.value] = False
+            elif isinstance(obj, cst.Name):
+                self.on_cuda[obj.value] = True
+        elif _cpu_move(call) and isinstance(obj, cst.Name):
+            self.on_cuda[obj.value] = False
         elif isinstance(call.func, cst.Name) and call.func.value in self.converted:
             for arg in call.args:
                 value = arg.value
@@ -199,36 +180,6 @@ class _PipelineScan:
             source = value.args[0].value.value
             if source in self.on_cuda:
                 self.on_cuda[target] = self.on_cuda[source]
-
-
-def _calls(expr: cst.CSTNode) -> list[cst.Call]:
-    found: list[cst.Call] = []
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Call(self, node: cst.Call) -> None:
-            found.append(node)
-
-        def visit_Lambda(self, node: cst.Lambda) -> bool:
-            return False
-
-    expr.visit(Visitor())
-    return found
-
-
-def _inner_statements(statement: cst.CSTNode) -> list[cst.BaseStatement]:
-    out: list[cst.BaseStatement] = []
-    for attr in ("body", "orelse", "handlers", "finalbody"):
-        part = getattr(statement, attr, None)
-        if part is None:
-            continue
-        parts = part if isinstance(part, (list, tuple)) else [part]
-        for p in parts:
-            block = getattr(p, "body", None)
-            if isinstance(block, (list, tuple)):
-                out.extend(block)
-            elif block is not None and hasattr(block, "body"):
-                out.extend(block.body)
-    return out
 
 
 @graph_rule("QL401")

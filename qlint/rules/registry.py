@@ -18,7 +18,7 @@ GRAPH_RULES: dict[str, GraphRule] = {}
 SOURCE_RULES: dict[str, SourceRule] = {}
 
 _GRAPH_MODULES = ("boundaries", "fusion", "performance", "devices")
-_SOURCE_MODULES = ("devices",)
+_SOURCE_MODULES = ("devices", "workflow")
 
 
 def graph_rule(*codes: str) -> Callable[[GraphRule], GraphRule]:
