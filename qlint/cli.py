@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--diff", action="store_true", help="print the fixes as a diff, write nothing")
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
+    emit = sub.add_parser("emit", help="write a quantizable copy of a library model that a file builds")
+    emit.add_argument("path", help="the file building the model (e.g. torchvision.models.resnet18(weights=None))")
+    emit.add_argument("-o", "--output", required=True, help="the Python file to write")
+    emit.add_argument("--model", dest="model_expr", metavar="EXPR", help="how to build the model, e.g. 'build()'")
+
     rule = sub.add_parser("rule", help="show a rule's documentation")
     rule.add_argument("code")
     rules = sub.add_parser("rules", help="list all rules")
@@ -84,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "emit":
+            from qlint.fix.command import run_emit
+
+            return run_emit(args)
         if args.command == "rule":
             return _rule(args.code)
         if args.command == "rules":

@@ -77,7 +77,9 @@ def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...
             from qlint.model.check import graph_diagnostics
 
             found += graph_diagnostics(source, _file_settings(source, settings), enabled, checked)
-    return finalize(found, source, enabled)
+    from qlint.fix.attach import attach_fixes  # fills Diagnostic.fix where a fixer can repair it
+
+    return attach_fixes(finalize(found, source, enabled), source, settings, checked)
 
 
 def _wants_graph(enabled: frozenset[str]) -> bool:

@@ -31,12 +31,14 @@ def test_text_output_shows_the_line_and_a_summary(write, qlint):
     assert code == 1 and err == ""
     lines = out.splitlines()
     assert lines[0] == (
-        f"{path}:14:9: QL103 [error] `+=` on a quantized tensor has no quantized kernel (QuantizedCPU): "
+        f"{path}:14:9: QL103 [*] [error] `+=` on a quantized tensor has no quantized kernel (QuantizedCPU): "
         "use a FloatFunctional declared in __init__ (e.g. `self.skip_add.add(a, b)`)"
     )
     assert lines[2] == "14 |         out += x"
     assert lines[3] == "   |         ^^^^^^^^"
-    assert lines[-1] == "Found 1 problem (1 error, 0 warnings, 0 info) in 1 file."
+    assert lines[4].startswith("   = help: ")
+    assert lines[-2:] == ["Found 1 problem (1 error, 0 warnings, 0 info) in 1 file.",
+                          "[*] 1 fixable with `qlint check --fix`."]
     assert "\x1b[" not in out  # no colour when piped
 
 

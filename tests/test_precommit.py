@@ -59,7 +59,7 @@ def test_hook_blocks_a_commit_with_a_hazard_and_passes_after_noqa(tmp_path):
     run = subprocess.run(["pre-commit", "run", "--all-files"], cwd=repo, capture_output=True, text=True,
                          env={**subprocess.os.environ, **env_home}, timeout=300)
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "model.py:14:9: QL103 [error]" in run.stdout
+    assert "model.py:14:9: QL103 [*] [error]" in run.stdout
     (repo / "model.py").write_text(BAD.replace("out += x", "out += x  # noqa: QL103"))
     _git(repo, "add", ".")
     run = subprocess.run(["pre-commit", "run", "--all-files"], cwd=repo, capture_output=True, text=True,

@@ -1,0 +1,400 @@
+"""``qlint emit``: a self-contained, quantizable copy of a model whose code lives in a library.
+
+1. build the file's model once more, recording the constructor arguments of the library's classes;
+2. write one Python file: the library classes the model uses (their own source, via ``inspect``),
+   the helpers defined beside them, imports for everything else, and ``build_model()`` calling the
+   root class with the recorded arguments;
+3. run the fix loop on that file (safe fixes only: stubs, FloatFunctional, distinct modules,
+   ``fuse_model()``), so the result is what ``qlint check --fix`` would make of the code;
+4. check that the emitted model loads the original model's state_dict (strict) and gives the same
+   float output, then write it atomically.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import functools
+import inspect
+import os
+import sys
+import textwrap
+import types
+from dataclasses import dataclass, field
+
+from qlint.config import Settings
+
+HEADER = '''"""Quantizable {what}, emitted by `qlint emit` from {source}.
+
+The classes are {libraries}'s own code with qlint's safe fixes applied (QuantStub/DeQuantStub,
+FloatFunctional, one module per call site, fuse_model()); the state_dict keys are the original's,
+so `build_model().load_state_dict(original.state_dict())` works.
+"""
+# qlint: model = build_model()
+'''
+
+
+class EmitError(Exception):
+    """The model cannot be emitted (the reason is for the user)."""
+
+
+@dataclass
+class _Code:
+    imports: dict[str, str] = field(default_factory=dict)  # bound name -> import line
+    functions: list[object] = field(default_factory=list)
+    classes: list[type] = field(default_factory=list)
+    aliases: dict[str, type] = field(default_factory=dict)  # ``SElayer = SqueezeExcitation``
+
+
+def emit(path: str, out: str, settings: Settings, expr: str | None = None) -> tuple[str, int]:
+    """Write the quantizable copy of the library model built by ``path`` to ``out``; (model name, fixes)."""
+    from qlint.fix.apply import fix_text, write_atomic
+
+    spec, model, ctor = _library_model(path, settings, expr)
+    text = render(model, ctor, spec.name, path)
+    fix_settings = Settings(select=settings.select, ignore=settings.ignore, backend=settings.backend,
+                            input_shape=settings.input_shape)  # fmt: skip
+    outcome = fix_text(out, text, fix_settings)
+    _verify(outcome.text, out, model)
+    write_atomic(out, outcome.text)
+    return spec.name, outcome.fixed
+
+
+def _library_model(path: str, settings: Settings, expr: str | None):
+    """(spec, model on CPU, recorded constructor args of the root) for the file's library model."""
+    from qlint.model import loader
+    from qlint.source.file import SourceFile
+
+    source = SourceFile.read(path)
+    if expr:
+        from dataclasses import replace
+
+        settings = replace(settings, model_exprs=(expr,))
+    with loader.quiet():
+        specs, found, module = loader.find_models(path, settings, source)
+    if module is None:
+        raise EmitError(found[0].message if found else f"cannot import {path}")
+    for spec in specs:
+        try:
+            probe = loader.build(spec)
+        except loader.UserCodeError as err:
+            raise EmitError(err.diagnostic.message) from None
+        cls = type(probe)
+        if not _defined_in(cls, path) and not _is_torch(cls):
+            with _recording(cls):
+                model = loader.build(spec, device="cpu")
+            ctor = getattr(model, "__qlint_ctor__", None)
+            if ctor is None:
+                raise EmitError(f"could not record how `{spec.name}` builds its {cls.__name__}")
+            return spec, model, ctor
+    raise EmitError(
+        f"{path} builds no library model (its models' code is in the file: use `qlint check --fix` instead)"
+    )
+
+
+def _is_torch(cls: type) -> bool:
+    return cls.__module__.split(".")[0] == "torch"
+
+
+def _defined_in(cls: type, path: str) -> bool:
+    try:
+        return os.path.abspath(inspect.getsourcefile(cls) or "") == os.path.abspath(path)
+    except TypeError:
+        return False
+
+
+class _recording:
+    """Record ``(args, kwargs)`` of every object built by the classes of the root's library modules."""
+
+    def __init__(self, root_cls: type):
+        package = root_cls.__module__.split(".")[0]
+        self.classes = [
+            obj
+            for name, mod in list(sys.modules.items())
+            if name.split(".")[0] == package and mod is not None
+            for obj in vars(mod).values()
+            if isinstance(obj, type) and obj.__module__ == name and "__init__" in vars(obj)
+        ]
+        self.saved: list[tuple[type, object]] = []
+
+    def __enter__(self):
+        for cls in set(self.classes):
+            original = vars(cls)["__init__"]
+
+            @functools.wraps(original)
+            def init(obj, *args, __original=original, __cls=cls, **kwargs):
+                if type(obj) is __cls and "__qlint_ctor__" not in obj.__dict__:
+                    object.__setattr__(obj, "__qlint_ctor__", (args, kwargs))
+                __original(obj, *args, **kwargs)
+
+            self.saved.append((cls, original))
+            cls.__init__ = init
+        return self
+
+    def __exit__(self, *exc):
+        for cls, original in self.saved:
+            cls.__init__ = original
+
+
+# ---- rendering --------------------------------------------------------------------------------------
+
+
+def render(model, ctor, name: str, path: str) -> str:
+    """The emitted file's text, before fixes."""
+    code = _Code()
+    types_used = [type(m) for m in model.modules()]
+    wanted: list[type] = []
+    for cls in types_used:
+        for base in reversed(cls.__mro__):
+            if isinstance(base, type) and not _is_torch(base) and base is not object and base not in wanted:
+                if base.__module__ not in ("builtins", "typing", "abc"):
+                    wanted.append(base)
+    call = _value(ctor, type(model), code, wanted)
+    for cls in list(wanted):
+        _add_class(cls, code, wanted)
+    code.imports.setdefault("nn", "import torch.nn as nn")
+    code.classes = _ordered(code.classes, type(model).__module__)
+    libraries = ", ".join(sorted({c.__module__.split(".")[0] for c in code.classes}))
+    parts = [HEADER.format(what=f"`{name}`", source=os.path.basename(path), libraries=libraries)]
+    parts.append("\n".join(_merged_imports(code.imports.values())))
+    for fn in code.functions:
+        parts.append(textwrap.dedent(inspect.getsource(fn)).rstrip())
+    for cls in code.classes:
+        aliases = "".join(f"\n\n\n{a} = {cls.__name__}" for a, c in code.aliases.items() if c is cls)
+        parts.append(textwrap.dedent(inspect.getsource(cls)).rstrip() + aliases)
+    parts.append(
+        "def build_model() -> nn.Module:\n"
+        f'    """`{name}` of {os.path.basename(path)}, as its library builds it."""\n'
+        f"    return {call}"
+    )
+    return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def _ordered(classes: list[type], root_module: str) -> list[type]:
+    """Source order, the root's module last, every base before its subclasses."""
+
+    def key(cls: type) -> tuple:
+        try:
+            line = inspect.getsourcelines(cls)[1]
+        except (OSError, TypeError):
+            line = 0
+        return (cls.__module__ == root_module, cls.__module__, line)
+
+    out: list[type] = []
+
+    def place(cls: type) -> None:
+        if cls in out or cls not in classes:
+            return
+        for base in cls.__bases__:
+            place(base)
+        out.append(cls)
+
+    for cls in sorted(classes, key=key):
+        place(cls)
+    return out
+
+
+def _merged_imports(lines) -> list[str]:
+    """``from m import a`` + ``from m import b`` -> ``from m import a, b``; stdlib, torch, others."""
+    plain, names = set(), {}
+    for line in lines:
+        if line.startswith("from "):
+            module, _, name = line[5:].partition(" import ")
+            names.setdefault(module, set()).add(name)
+        else:
+            plain.add(line)
+    merged = plain | {f"from {m} import {', '.join(sorted(n))}" for m, n in names.items()}
+    return sorted(merged, key=_import_order)
+
+
+def _import_order(line: str) -> tuple:
+    module = line.split()[1]
+    top = module.split(".")[0]
+    group = 0 if top in sys.stdlib_module_names else (1 if top == "torch" else 2)
+    return group, line
+
+
+def _value(value, owner: type, code: _Code, wanted: list[type]) -> str:
+    """Source text that rebuilds ``value`` (constructor arguments)."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict) and owner is not None:
+        args, kwargs = value
+        rendered = [_value(a, None, code, wanted) for a in args]
+        rendered += [f"{k}={_value(v, None, code, wanted)}" for k, v in kwargs.items()]
+        return f"{_type_name(owner, code, wanted)}({', '.join(rendered)})"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v, None, code, wanted) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(_value(v, None, code, wanted) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ", ".join(
+                f"{_value(k, None, code, wanted)}: {_value(v, None, code, wanted)}" for k, v in value.items()
+            )
+            + "}"
+        )
+    if isinstance(value, type):
+        return _type_name(value, code, wanted)
+    if isinstance(value, functools.partial):
+        code.imports["partial"] = "from functools import partial"
+        args = [_value(value.func, None, code, wanted)] + [_value(a, None, code, wanted) for a in value.args]
+        args += [f"{k}={_value(v, None, code, wanted)}" for k, v in value.keywords.items()]
+        return f"partial({', '.join(args)})"
+    if isinstance(value, types.FunctionType):
+        return _import_name(value, value.__name__, code)
+    torch_module = _torch_module(value, code, wanted)
+    if torch_module is not None:
+        return torch_module
+    recorded = getattr(value, "__dict__", {}).get("__qlint_ctor__")
+    if recorded is not None:
+        if type(value) not in wanted:
+            wanted.append(type(value))
+        return _value(recorded, type(value), code, wanted)
+    raise EmitError(f"cannot write the constructor argument {value!r} as code")
+
+
+def _torch_module(value, code: _Code, wanted: list[type]) -> str | None:
+    """A torch.nn module passed built (VGG's ``features``), written from its repr: ``nn.Sequential(...)``."""
+    import torch.nn as nn
+
+    if not isinstance(value, nn.Module) or not type(value).__module__.startswith("torch.nn.modules"):
+        return None
+    if isinstance(value, nn.Sequential) and list(value._modules) == [str(i) for i in range(len(value))]:
+        items = [_value(child, None, code, wanted) for child in value]
+        return "nn.Sequential(\n" + "".join(f"        {item},\n" for item in items) + "    )"
+    if next(value.children(), None) is not None:
+        return None
+    code.imports["nn"] = "import torch.nn as nn"
+    return f"nn.{type(value).__name__}({value.extra_repr()})"
+
+
+def _type_name(cls: type, code: _Code, wanted: list[type]) -> str:
+    if cls in wanted:
+        return cls.__name__
+    if cls.__module__.startswith("torch.nn.modules"):
+        code.imports["nn"] = "import torch.nn as nn"
+        return f"nn.{cls.__name__}"
+    return _import_name(cls, cls.__name__, code)
+
+
+def _import_name(obj: object, name: str, code: _Code) -> str:
+    module = getattr(obj, "__module__", None)
+    if module and getattr(sys.modules.get(module), name, None) is obj:
+        code.imports.setdefault(name, f"from {module} import {name}")
+        return name
+    raise EmitError(f"cannot import {name!r}")
+
+
+def _add_class(cls: type, code: _Code, wanted: list[type]) -> None:
+    if cls in code.classes:
+        return
+    module = sys.modules[cls.__module__]
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        raise EmitError(f"the source of {cls.__module__}.{cls.__name__} is not available") from None
+    for base in cls.__bases__:
+        if base in wanted:
+            _add_class(base, code, wanted)
+    _resolve_names(source, module, code, wanted, {cls.__name__})
+    code.classes.append(cls)
+
+
+def _resolve_names(source: str, module, code: _Code, wanted: list[type], local: set[str]) -> None:
+    """Import (or copy, for helpers defined beside the copied classes) every global name ``source`` reads."""
+    tree = ast.parse(source)
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    for name in sorted(names - local):
+        if hasattr(builtins, name):
+            continue
+        if name not in vars(module):
+            continue
+        obj = vars(module)[name]
+        if isinstance(obj, type) and obj in wanted:
+            if name != obj.__name__:
+                code.aliases[name] = obj
+            continue
+        if isinstance(obj, types.ModuleType):
+            code.imports[name] = (
+                f"import {obj.__name__}" if obj.__name__ == name else f"import {obj.__name__} as {name}"
+            )
+        elif (
+            isinstance(obj, types.FunctionType)
+            and obj.__module__ == module.__name__
+            and not name.startswith("__")
+        ):
+            if obj not in code.functions:
+                code.functions.append(obj)
+                _resolve_names(textwrap.dedent(inspect.getsource(obj)), module, code, wanted, {name})
+        else:
+            home = getattr(obj, "__module__", None)
+            if home and getattr(sys.modules.get(home), name, None) is obj:
+                code.imports.setdefault(name, f"from {home} import {name}")
+            else:
+                code.imports.setdefault(name, f"from {module.__name__} import {name}")
+
+
+# ---- verification -----------------------------------------------------------------------------------
+
+
+def _verify(text: str, out: str, original) -> None:
+    """The emitted model loads the original's state_dict (strict) and gives the same float output."""
+    import importlib.util
+    import tempfile
+
+    import torch
+
+    from qlint.model.loader import quiet
+
+    directory = os.path.dirname(os.path.abspath(out)) or "."
+    fd, tmp = tempfile.mkstemp(prefix="_qlint_emit_", suffix=".py", dir=directory)
+    name = os.path.splitext(os.path.basename(tmp))[0]
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        spec = importlib.util.spec_from_file_location(name, tmp)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        with quiet():
+            spec.loader.exec_module(module)
+            emitted = module.build_model().eval()
+            emitted.load_state_dict(original.state_dict(), strict=True)
+            original.eval()
+            shape = _input_shape(original)
+            if shape is not None:
+                x = torch.rand(shape)
+                with torch.no_grad():
+                    same = torch.allclose(_flat(original(x)), _flat(emitted(x)), rtol=1e-4, atol=1e-5)
+                if not same:
+                    raise EmitError(
+                        "the emitted model's float output differs from the original's (a qlint bug)"
+                    )
+    except EmitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure means the emitted file is not usable
+        raise EmitError(f"the emitted model failed its check: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.modules.pop(name, None)
+        os.unlink(tmp)
+
+
+def _input_shape(model):
+    import torch.nn as nn
+
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if isinstance(first, nn.Conv2d):
+        return (1, first.in_channels, 64, 64)
+    return (1, first.in_features) if isinstance(first, nn.Linear) else None
+
+
+def _flat(out):
+    import torch
+
+    if isinstance(out, (tuple, list)):
+        return torch.cat([_flat(o) for o in out])
+    if isinstance(out, dict):
+        return torch.cat([_flat(v) for v in out.values()])
+    return out.reshape(-1)

@@ -1,0 +1,162 @@
+"""QL101 / QL102: QuantStub / DeQuantStub on the model's boundary.
+
+``self.quant = QuantStub()`` / ``self.dequant = DeQuantStub()`` after ``super().__init__()`` of the
+root model's class, the float inputs quantized at the top of ``forward`` (one stub per input: each
+observes its own range), every returned quantized tensor dequantized. Stubs are the identity in
+float and hold no state: the fix is safe.
+Offered only where it is exact: the root's class is in the file, QL101 only when the model has no
+QuantStub at all (a float island that forgets to re-quantize is not a boundary problem).
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from qlint.diagnostics import Applicability, Diagnostic, Fix
+from qlint.fix.common import declare, stub_names
+from qlint.fix.context import FixContext, ModelInfo
+from qlint.fix.source import first_real_statement, free_name, methods, self_attributes
+
+
+def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix]:
+    out: dict[int, Fix] = {}
+    by_model: dict[int, list[tuple[int, Diagnostic]]] = {}
+    infos: dict[int, ModelInfo] = {}
+    for index, diag in items:
+        info = ctx.model_for(diag)
+        if info is not None and info.root_graph is not None:
+            by_model.setdefault(id(info), []).append((index, diag))
+            infos[id(info)] = info
+    for key, group in by_model.items():
+        fix = _model_fix(ctx, infos[key], {d.code for _, d in group})
+        if fix is not None:
+            for index, _ in group:
+                out[index] = fix
+    return out
+
+
+def _model_fix(ctx: FixContext, info: ModelInfo, codes: set[str]) -> Fix | None:
+    from torch.ao.quantization import DeQuantStub, QuantStub
+
+    qg = info.root_graph
+    cls = ctx.class_node(type(info.model))
+    if cls is None or "forward" not in methods(cls):
+        return None
+    forward = methods(cls)["forward"]
+    has_quant = any(isinstance(m, QuantStub) for m in info.model.modules())
+    inputs = _float_inputs(qg) if "QL101" in codes and not has_quant else []
+    if "QL101" in codes and not has_quant and not inputs:
+        return None
+    returns = _dequant_returns(ctx, qg, forward) if "QL102" in codes else []
+    if "QL102" in codes and returns is None:
+        returns = []
+    if not inputs and not returns:
+        return None
+    taken = self_attributes(cls)
+    existing_dequant = _existing_attr(info.model, DeQuantStub)
+    quant, dequant, imports = stub_names(ctx, bool(inputs), bool(returns) and existing_dequant is None)
+    declarations, edits = [], list(imports)
+    quant_attrs = []
+    for name in inputs:
+        attr = free_name("quant" if len(inputs) == 1 else f"quant_{name}", taken)
+        quant_attrs.append(attr)
+        declarations.append(f"self.{attr} = {quant}()")
+    dequant_attr = existing_dequant
+    if returns and dequant_attr is None:
+        dequant_attr = free_name("dequant", taken)
+        declarations.append(f"self.{dequant_attr} = {dequant}()")
+    if declarations:
+        declaration = declare(ctx, cls, declarations)
+        if declaration is None:
+            return None
+        edits.append(declaration)
+    if inputs:
+        first = first_real_statement(forward)
+        if first is None:
+            return None
+        lines = [f"{name} = self.{attr}({name})" for name, attr in zip(inputs, quant_attrs, strict=False)]
+        edits.append(ctx.file.insert_lines_before(first, lines))
+    for node in returns:
+        edits.append(ctx.file.replace(node, f"self.{dequant_attr}({ctx.file.code(node)})"))
+    parts = []
+    if inputs:
+        parts.append("quantize " + ", ".join(f"`{n}`" for n in inputs) + " at the top of `forward`")
+    if returns:
+        parts.append(f"dequantize the returned tensor{'s' if len(returns) > 1 else ''}")
+    return Fix(Applicability.SAFE, "Add stubs: " + " and ".join(parts), tuple(edits))
+
+
+def _existing_attr(model, kind: type) -> str | None:
+    for name, child in model.named_children():
+        if isinstance(child, kind):
+            return name
+    return None
+
+
+def _float_inputs(qg) -> list[str]:
+    """Forward parameters holding float tensors that reach a module ``convert`` swaps."""
+    import networkx as nx
+
+    from qlint.model.analysis import Kind
+
+    swapped = [n for n, f in qg.nodes() if f.swapped]
+    out = []
+    for name, facts in qg.nodes("placeholder"):
+        target = str(qg.fx_nodes[name].target)
+        if (
+            facts.kind is Kind.FLOAT
+            and not target.startswith("*")
+            and any(nx.has_path(qg.graph, name, s) for s in swapped)
+        ):
+            out.append(target)
+    return out
+
+
+def _dequant_returns(ctx: FixContext, qg, forward: cst.FunctionDef) -> list[cst.BaseExpression] | None:
+    """The expressions to wrap in ``self.dequant(...)``: each quantized element of each ``return``."""
+    import torch.fx as fx
+
+    from qlint.model.analysis import Kind
+
+    output = next(n for n, f in qg.nodes("output"))
+    value = qg.fx_nodes[output].args[0]
+
+    def kind(v) -> Kind:
+        return qg.facts(v.name).kind if isinstance(v, fx.Node) else Kind.NONE
+
+    returns = _returns(forward)
+    if not returns:
+        return None
+    wrap: list[cst.BaseExpression] = []
+    for ret in returns:
+        expr = ret.value
+        if expr is None:
+            return None
+        if isinstance(value, (tuple, list)):
+            if not isinstance(expr, (cst.Tuple, cst.List)) or len(expr.elements) != len(value):
+                return None
+            if any(isinstance(e, cst.StarredElement) for e in expr.elements):
+                return None
+            wrap.extend(e.value for e, v in zip(expr.elements, value, strict=False) if kind(v) is Kind.QUANT)
+        elif isinstance(value, fx.Node) and kind(value) is Kind.QUANT:
+            wrap.append(expr)
+        else:
+            return None
+    return wrap
+
+
+def _returns(forward: cst.FunctionDef) -> list[cst.Return]:
+    found: list[cst.Return] = []
+
+    class Visitor(cst.CSTVisitor):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is forward
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+        def visit_Return(self, node: cst.Return) -> None:
+            found.append(node)
+
+    forward.visit(Visitor())
+    return found
