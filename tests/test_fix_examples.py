@@ -126,3 +126,16 @@ def test_emit_refuses_models_defined_in_the_file(write, qlint, tmp_path):
     out = tmp_path / "out.py"
     code, _, err = qlint("emit", path, "-o", out)
     assert code == 2 and "use `qlint check --fix` instead" in err and not out.exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*_quantizable.py")) or ["none"])
+def test_checked_in_emitted_examples_are_regenerated_identically(name, tmp_path, qlint):
+    if name == "none":
+        pytest.skip("no examples/*_quantizable.py yet")
+    source = EXAMPLES / name.replace("_quantizable.py", ".py")
+    path = tmp_path / source.name
+    shutil.copy(source, path)
+    out = tmp_path / name
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, "")
+    assert out.read_text() == (EXAMPLES / name).read_text()
