@@ -9,7 +9,7 @@ receivers, method chains and import aliases live here too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
@@ -20,10 +20,15 @@ _CLAUSES = (cst.IndentedBlock, cst.SimpleStatementSuite, cst.Else, cst.ExceptHan
             cst.Finally, cst.If, cst.MatchCase)  # fmt: skip
 
 
-def bodies(index) -> list[Sequence[cst.BaseStatement]]:
-    """The module body, then every function body (methods and nested functions included)."""
-    out: list[Sequence[cst.BaseStatement]] = [index.module.body]
-    out += [f.body.body for f in index.functions if isinstance(f.body, cst.IndentedBlock)]
+def bodies(index, only: Container[str | None] | None = None) -> list[Sequence[cst.BaseStatement]]:
+    """The module body, then every function body (methods and nested functions included); with
+    ``only``, just the functions so named and the module body if ``None`` is in it."""
+    out: list[Sequence[cst.BaseStatement]] = [index.module.body] if only is None or None in only else []
+    out += [
+        f.body.body
+        for f in index.functions
+        if (only is None or f.name.value in only) and isinstance(f.body, cst.IndentedBlock)
+    ]
     return out
 
 

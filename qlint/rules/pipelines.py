@@ -1,29 +1,26 @@
-"""Workflow source rules: how the script around a model quantizes it.
+"""Pipeline rules: a model followed through build, ``prepare``, calibration and ``convert``.
 
-QL106 FloatFunctional built in ``forward``; QL107 stubs called outside the model; QL402 qconfig for one
-engine, engine set (or defaulting) to another; QL403 ``prepare`` then ``convert`` with no calibration;
-QL404 fusing / calibrating in training mode; QL405 the deprecated ``torch.quantization`` namespace;
+QL403 ``prepare`` then ``convert`` with no calibration; QL404 fusing / calibrating in training mode;
 QL406 QAT and PTQ pieces mixed. Torch-free: nothing is imported or executed.
 """
 
 from __future__ import annotations
 
-import platform
-import re
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
 
-from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related
+from qlint.diagnostics import Diagnostic
+from qlint.rules._source_helpers import fact, one_pass
 from qlint.rules.registry import source_rule
 from qlint.source.pipeline import (
     Branch,
     ImportAliases,
     PipelineScan,
     argument,
+    bodies,
     callee,
     callee_attr,
     calls,
@@ -35,17 +32,9 @@ from qlint.source.pipeline import (
     root_name,
 )
 
-STUBS = {"QuantStub", "DeQuantStub"}
 PREPARE_PTQ = {"prepare", "prepare_fx", "prepare_pt2e"}
 PREPARE_QAT = {"prepare_qat", "prepare_qat_fx", "prepare_qat_pt2e"}
 CONVERT = {"convert", "convert_fx", "convert_pt2e", "convert_to_reference_fx"}
-QCONFIG_GETTERS = {
-    "get_default_qconfig", "get_default_qat_qconfig", "get_default_qconfig_mapping",
-    "get_default_qat_qconfig_mapping", "get_default_qconfig_dict", "get_default_qat_qconfig_dict",
-}  # fmt: skip
-# engines whose default qconfigs are interchangeable: x86 runs fbgemm kernels and both use
-# reduce_range=True activations with per-channel weights; onednn and qnnpack use reduce_range=False
-ENGINE_FAMILY = {"x86": "x86", "fbgemm": "x86", "onednn": "onednn", "qnnpack": "qnnpack"}
 # methods that return the module itself
 SAME_OBJECT_METHODS = {"eval", "train", "cpu", "cuda", "to", "float", "half", "double", "requires_grad_"}
 NON_CALIBRATING_METHODS = SAME_OBJECT_METHODS | {
@@ -58,432 +47,8 @@ NON_CALIBRATING_FUNCTIONS = PREPARE_PTQ | PREPARE_QAT | CONVERT | {
     "deepcopy", "copy", "fuse_modules", "fuse_modules_qat", "fuse_fx", "propagate_qconfig_", "add_observer_",
     "move_exported_model_to_eval", "move_exported_model_to_train", "disable_observer", "enable_observer",
 }  # fmt: skip
-DEPRECATED_NAMESPACES = {
-    "torch.quantization": "torch.ao.quantization",
-    "torch.nn.quantized": "torch.ao.nn.quantized",
-    "torch.nn.intrinsic": "torch.ao.nn.intrinsic",
-    "torch.nn.qat": "torch.ao.nn.qat",
-    "torch.nn.quantizable": "torch.ao.nn.quantizable",
-}
-# submodules that moved elsewhere, or have no torch.ao home (not reported: nothing to suggest)
-MOVED_SUBMODULES = {("torch.quantization", "_numeric_suite"): "torch.ao.ns",
-                    ("torch.quantization", "_numeric_suite_fx"): "torch.ao.ns"}  # fmt: skip
-NO_AO_HOME = {("torch.quantization", "_quantized_conversions"), ("torch.nn.quantized", "_reference")}
 
-
-# One pass for the module-wide facts ---------------------------------------------------------------
-
-
-@dataclass
-class _Facts:
-    stubs: _StubScopes
-    engines: _EngineAssignments
-    strings: _StringConstants
-    namespaces: _NamespaceFinder
-    imports: ImportAliases
-
-
-_FACTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _facts(index) -> _Facts:
-    """Every module-wide fact these rules need, from one libcst pass over the file (cached per index)."""
-    facts = _FACTS.get(index)
-    if facts is None:
-        facts = _Facts(
-            _StubScopes(), _EngineAssignments(), _StringConstants(), _NamespaceFinder(), ImportAliases()
-        )
-        index.module.visit(
-            _Composite(facts.stubs, facts.engines, facts.strings, facts.namespaces, facts.imports)
-        )
-        _FACTS[index] = facts
-    return facts
-
-
-class _Composite(cst.CSTVisitor):
-    """Runs several visitors in one traversal (none of them prunes the tree)."""
-
-    def __init__(self, *visitors: cst.CSTVisitor):
-        self.visitors = visitors
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        for visitor in self.visitors:
-            visitor.on_visit(node)
-        return True
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        for visitor in self.visitors:
-            visitor.on_leave(original_node)
-
-
-def _calls_any(index, names: set[str]) -> bool:
-    return any(site.attr in names for site in index.calls)
-
-
-# QL107 -------------------------------------------------------------------------------------------
-
-
-@source_rule("QL107")
-def stub_outside_model(index) -> Iterator[Diagnostic]:
-    if not _calls_any(index, STUBS):
-        return
-    scopes = _facts(index).stubs
-    in_forward = {
-        id(index.classes[cls].methods[m]) for cls in index.module_classes for m in index.forward_closure(cls)
-    }
-    for chain, call in scopes.calls:
-        func = call.func
-        if isinstance(func, cst.Call) and callee_attr(func) in STUBS:
-            kind, name = callee_attr(func), None
-        elif isinstance(func, cst.Name) and (kind := scopes.stub_kind(chain, func.value)):
-            name = func.value
-        else:
-            continue
-        inside = any(id(scope) in in_forward for scope in chain)
-        what = f"`{name}` ({kind})" if name else f"a {kind} built on the spot"
-        effect = "its input stays float" if kind == "QuantStub" else "its input stays quantized"
-        where = (
-            "inside `forward`, but it is not a submodule" if inside else "outside any nn.Module's `forward`"
-        )
-        yield index.diagnostic(
-            "QL107",
-            f"{what} is called {where}: `prepare`/`convert` never see it, so it stays an identity and "
-            f"{effect}; create it in the model's `__init__` and call it in `forward` (or wrap the model in "
-            "`QuantWrapper`)",
-            call,
-        )
-
-
-class _StubScopes(cst.CSTVisitor):
-    """Names bound to QuantStub/DeQuantStub instances, per scope, and the calls that may use them."""
-
-    def __init__(self) -> None:
-        self.chain: list[cst.CSTNode | None] = [None]  # None = the module scope
-        self.bound: dict[tuple[int, str], str | None] = {}  # (scope id, name) -> stub kind, None = other
-        self.calls: list[tuple[tuple, cst.Call]] = []
-
-    def _scope_id(self, scope: cst.CSTNode | None) -> int:
-        return 0 if scope is None else id(scope)
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.chain.append(node)
-        for param in (*node.params.params, *node.params.posonly_params, *node.params.kwonly_params):
-            self.bound[(id(node), param.name.value)] = None
-
-    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
-        self.chain.pop()
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self.chain.append(node)
-
-    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
-        self.chain.pop()
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        kind = callee_attr(node.value) if isinstance(node.value, cst.Call) else None
-        for target in node.targets:
-            if isinstance(target.target, cst.Name):
-                key = (self._scope_id(self.chain[-1]), target.target.value)
-                if self.bound.get(key) is None:
-                    self.bound[key] = kind if kind in STUBS else None
-
-    def visit_Call(self, node: cst.Call) -> None:
-        self.calls.append((tuple(self.chain), node))
-
-    def stub_kind(self, chain: tuple, name: str) -> str | None:
-        """The stub kind ``name`` holds where it is read: its innermost binding scope, else the module."""
-        for depth, scope in enumerate(reversed(chain)):
-            if isinstance(scope, cst.ClassDef) and depth > 0:
-                continue
-            key = (self._scope_id(scope), name)
-            if key in self.bound:
-                return self.bound[key]
-        return None
-
-
-# QL106 -------------------------------------------------------------------------------------------
-
-
-@source_rule("QL106")
-def floatfunctional_in_forward(index) -> Iterator[Diagnostic]:
-    for cls, info in index.module_classes.items():
-        if not any(
-            site.attr == "FloatFunctional" for site in index.calls_in(cls, index.forward_closure(cls))
-        ):
-            continue
-        taken = _self_attributes(info.node) | set(info.methods) | _MODULE_ATTRIBUTES
-        insertion = _init_insertion(index, info)
-        for method in sorted(index.forward_closure(cls)):
-            for call, hint in _floatfunctional_calls(info.methods[method]):
-                fix = None
-                if insertion is not None and hint is not None:
-                    attr = _unique(hint, taken)
-                    where, indent = insertion
-                    span = index.span(call)
-                    line = f"\n{indent}self.{attr} = {index.module.code_for_node(call)}"
-                    fix = Fix(
-                        Applicability.SAFE,
-                        f"Create `self.{attr}` in `__init__`",
-                        (Edit(line, where, where), Edit(f"self.{attr}", (span.line, span.col), span.end)),
-                    )
-                yield index.diagnostic(
-                    "QL106",
-                    f"`{callee(call)}()` is built inside `{cls}.{method}`: a new module on every call, "
-                    "never a submodule, so it gets no observer and `convert` never swaps it (its ops then "
-                    "fail on quantized tensors); create it once in `__init__`",
-                    call,
-                ).with_changes(fix=fix)
-
-
-def _floatfunctional_calls(method: cst.FunctionDef) -> list[tuple[cst.Call, str | None]]:
-    """FloatFunctional constructions in ``method`` with a name hint for the attribute (None: no fix)."""
-    found: dict[int, tuple[cst.Call, str | None]] = {}
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Assign(self, node: cst.Assign) -> None:
-            if _is_floatfunctional(node.value):
-                target = node.targets[0].target
-                found[id(node.value)] = (node.value, target.value if isinstance(target, cst.Name) else None)
-
-        def visit_Attribute(self, node: cst.Attribute) -> None:
-            if _is_floatfunctional(node.value) and id(node.value) not in found:
-                found[id(node.value)] = (node.value, f"{node.attr.value}_ff")
-
-        def visit_Call(self, node: cst.Call) -> None:
-            if _is_floatfunctional(node) and id(node) not in found:
-                found[id(node)] = (node, "ff")
-
-    method.body.visit(Visitor())
-    return list(found.values())
-
-
-def _is_floatfunctional(node: cst.CSTNode) -> bool:
-    return isinstance(node, cst.Call) and callee_attr(node) == "FloatFunctional"
-
-
-def _self_attributes(node: cst.CSTNode) -> set[str]:
-    names: set[str] = set()
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Attribute(self, n: cst.Attribute) -> None:
-            if isinstance(n.value, cst.Name) and n.value.value == "self":
-                names.add(n.attr.value)
-
-    node.visit(Visitor())
-    return names
-
-
-# names an nn.Module already uses: an attribute must not shadow them
-_MODULE_ATTRIBUTES = {
-    "forward", "training", "train", "eval", "to", "cpu", "cuda", "float", "half", "double", "type", "apply",
-    "add_module", "register_buffer", "register_module", "parameters", "buffers", "children", "modules",
-    "state_dict", "load_state_dict", "zero_grad", "qconfig", "add", "cat", "mul",
-}  # fmt: skip
-
-
-def _unique(hint: str, taken: set[str]) -> str:
-    name, n = hint, 2
-    while name in taken:
-        name, n = f"{hint}{n}", n + 1
-    taken.add(name)
-    return name
-
-
-def _init_insertion(index, info) -> tuple[tuple[int, int], str] | None:
-    """The end of the ``super().__init__(...)`` line in ``__init__`` and its indentation, if there is one."""
-    init = info.methods.get("__init__")
-    if init is None or not isinstance(init.body, cst.IndentedBlock):
-        return None
-    for statement in init.body.body:
-        if not isinstance(statement, cst.SimpleStatementLine):
-            continue
-        for small in statement.body:
-            value = getattr(small, "value", None)
-            if isinstance(value, cst.Call) and callee_attr(value) == "__init__":
-                span = index.span(statement)
-                first, last = index.source.line_text(span.line), index.source.line_text(span.end[0])
-                return (span.end[0], len(last) + 1), first[: len(first) - len(first.lstrip())]
-    return None
-
-
-# QL402 -------------------------------------------------------------------------------------------
-
-_X86_MACHINES = {"x86_64", "amd64", "i386", "i686", "x86"}
-
-
-def host_engine(machine: str | None = None) -> str | None:
-    """The engine torch defaults to on this host, without importing torch: "x86" on x86 CPUs,
-    "qnnpack" on ARM, None when unsure."""
-    machine = (machine if machine is not None else platform.machine()).lower()
-    if machine in _X86_MACHINES:
-        return "x86"
-    if machine.startswith(("arm", "aarch64")):
-        return "qnnpack"
-    return None
-
-
-@source_rule("QL402")
-def qconfig_engine_mismatch(index) -> Iterator[Diagnostic]:
-    if not _calls_any(index, QCONFIG_GETTERS):
-        return
-    facts = _facts(index)
-    if facts.engines.unreadable:
-        return  # the engine is set in a way qlint cannot read: nothing to compare with
-    strings = facts.strings.values
-    engines: list[tuple[str, cst.CSTNode]] = []
-    for node, value in facts.engines.found:
-        engine = _resolve_string(value, strings)
-        if engine not in ENGINE_FAMILY:
-            return  # set from something qlint cannot read: nothing to compare with
-        engines.append((engine, node))
-    host = host_engine()
-    for site in index.calls:
-        if site.attr not in QCONFIG_GETTERS:
-            continue
-        expr = argument(site.node, 0, "backend")
-        backend = "x86" if expr is None else _resolve_string(expr, strings)  # torch's default argument
-        if backend not in ENGINE_FAMILY:
-            continue
-        call = f'`{site.attr}("{backend}")`'
-        if engines:
-            if any(ENGINE_FAMILY[e] == ENGINE_FAMILY[backend] for e, _ in engines):
-                continue
-            shown = ", ".join(sorted({f'"{e}"' for e, _ in engines}))
-            where = f"is set to {shown} in this file"
-            related = tuple(Related(index.span(n), f'the engine is set to "{e}" here') for e, n in engines)
-        elif host is not None and ENGINE_FAMILY[host] != ENGINE_FAMILY[backend]:
-            where = f'is never set in this file, so it defaults to "{host}" on this {platform.machine()} host'
-            related = ()
-        else:
-            continue
-        engine = "/".join(sorted({e for e, _ in engines})) if engines else host
-        effect = _MISMATCH_EFFECT.get(
-            (ENGINE_FAMILY[backend], ENGINE_FAMILY[engines[0][0] if engines else host]), ""
-        )
-        yield index.diagnostic(
-            "QL402",
-            f"{call} builds observers for the {backend} engine, but `torch.backends.quantized.engine` "
-            f"{where}: `convert` packs the weights for {engine} and inference runs {engine} kernels with "
-            f"qparams chosen for {backend}{effect}; use one engine name for both",
-            site.node,
-        ).with_changes(related=related)
-
-
-_MISMATCH_EFFECT = {
-    ("qnnpack", "x86"): " (reduce_range=False activations can saturate fbgemm kernels on CPUs without VNNI)",
-    ("onednn", "x86"): " (reduce_range=False activations can saturate fbgemm kernels on CPUs without VNNI)",
-    ("x86", "qnnpack"): " (reduce_range=True activations waste one bit of range)",
-    ("x86", "onednn"): " (reduce_range=True activations waste one bit of range)",
-}
-
-
-class _EngineAssignments(cst.CSTVisitor):
-    """``torch.backends.quantized.engine = ...`` statements; ``unreadable`` when the engine is also set
-    some other way (``override_quantized_engine(...)``, ``setattr``)."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[cst.Assign, cst.BaseExpression]] = []
-        self.unreadable = False
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            if (get_full_name_for_node(target.target) or "").endswith("backends.quantized.engine"):
-                self.found.append((node, node.value))
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = callee_attr(node)
-        target = get_full_name_for_node(node.args[0].value) if node.args else None
-        if name == "override_quantized_engine" or (name == "setattr" and "quantized" in (target or "")):
-            self.unreadable = True
-
-
-class _StringConstants(cst.CSTVisitor):
-    """Names assigned exactly one string literal in the file, in ``values`` (None: anything else too)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str | None] = {}
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            if isinstance(target.target, cst.Name):
-                name = target.target.value
-                value = node.value.evaluated_value if isinstance(node.value, cst.SimpleString) else None
-                self.values[name] = value if self.values.get(name, value) == value else None
-
-    def visit_Param(self, node: cst.Param) -> None:
-        self.values[node.name.value] = None
-
-
-def _resolve_string(expr: cst.BaseExpression, strings: dict[str, str | None]) -> str | None:
-    if isinstance(expr, cst.SimpleString):
-        value = expr.evaluated_value
-        return value if isinstance(value, str) else None
-    if isinstance(expr, cst.Name):
-        return strings.get(expr.value)
-    return None
-
-
-# QL405 -------------------------------------------------------------------------------------------
-
-
-@source_rule("QL405")
-def deprecated_namespace(index) -> Iterator[Diagnostic]:
-    if not _OLD_NAMESPACE_TEXT.search(index.source.text):
-        return
-    finder = _facts(index).namespaces
-    for node, old in finder.found:
-        following = finder.following.get(id(node), set())
-        if following & {sub for ns, sub in NO_AO_HOME if ns == old}:
-            continue
-        moved = {MOVED_SUBMODULES.get((old, sub)) for sub in following}
-        if len(moved) > 1:
-            continue  # e.g. `from torch.quantization import _numeric_suite, prepare`: two new homes
-        new = moved.pop() if moved and None not in moved else DEPRECATED_NAMESPACES.get(old, "torch.ao")
-        shown = "from torch import quantization" if old == "torch" else f"{old}"
-        span = index.span(node)
-        yield index.diagnostic(
-            "QL405",
-            f"`{shown}` is a deprecated alias kept for backward compatibility: use `{new}`",
-            node,
-        ).with_changes(
-            fix=Fix(Applicability.SAFE, f"Use `{new}`", (Edit(new, (span.line, span.col), span.end),))
-        )
-
-
-_OLD_NAMESPACE_TEXT = re.compile(
-    r"\btorch\s*\.\s*(quantization|nn\s*\.\s*(quantized|intrinsic|qat|quantizable))\b|\btorch\s+import\b"
-)
-
-
-class _NamespaceFinder(cst.CSTVisitor):
-    """``torch.quantization``-like attribute chains, with the names that follow them."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[cst.CSTNode, str]] = []
-        self.following: dict[int, set[str]] = {}
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        name = get_full_name_for_node(node)
-        if name in DEPRECATED_NAMESPACES:
-            self.found.append((node, name))
-        if (
-            isinstance(node.value, cst.Attribute)
-            and get_full_name_for_node(node.value) in DEPRECATED_NAMESPACES
-        ):
-            self.following.setdefault(id(node.value), set()).add(node.attr.value)
-
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
-            return
-        module = get_full_name_for_node(node.module)
-        names = {get_full_name_for_node(a.name) or "" for a in node.names}
-        if module in DEPRECATED_NAMESPACES:
-            self.following.setdefault(id(node.module), set()).update(names)
-        elif module == "torch" and names == {"quantization"}:
-            self.found.append((node.module, "torch"))
-
-
-# QL403, QL404, QL406 -----------------------------------------------------------------------------
+one_pass(ImportAliases)  # the aliases come from the shared pass
 
 
 @dataclass(eq=False)
@@ -514,15 +79,9 @@ def model_workflow(index) -> Iterator[Diagnostic]:
     where = {site.function for site in index.calls if site.attr in steps}  # None: the module body
     if not where:
         return
-    aliases = _facts(index).imports.aliases
+    aliases = fact(index, ImportAliases).aliases
     functions = {f.name.value: f for f in index.functions}
-    scanned = [index.module.body] if None in where else []
-    scanned += [
-        f.body.body
-        for f in index.functions
-        if f.name.value in where and isinstance(f.body, cst.IndentedBlock)
-    ]
-    for body in scanned:
+    for body in bodies(index, where):
         yield from _WorkflowScan(index, aliases, functions).scan(body)
 
 
