@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 
 from qlint.config import Settings
@@ -19,6 +20,8 @@ FIXERS = {
     "QL202": "reuse",
     "QL401": "devices",
 }
+# fixes that edit a class of the checked file (cheap pre-check before parsing anything)
+CLASS_FIXES = {"QL101", "QL102", "QL103", "QL104", "QL201", "QL202"}
 
 
 def attach_fixes(
@@ -33,7 +36,10 @@ def attach_fixes(
     out = list(diagnostics)
     here = os.path.abspath(source.path)
     wanted: dict[str, list[tuple[int, Diagnostic]]] = {}
+    has_class = re.search(r"^\s*class\s", source.text, re.M) is not None
     for index, diag in enumerate(out):
+        if diag.code in CLASS_FIXES and not has_class:
+            continue  # the model's code is all in a library (torchvision): that is `qlint emit`
         if diag.fix is None and diag.code in FIXERS and os.path.abspath(diag.span.path) == here:
             wanted.setdefault(FIXERS[diag.code], []).append((index, diag))
     if not wanted or not source.ok:

@@ -13,15 +13,19 @@ import libcst as cst
 from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Diagnostic
-from qlint.rules.registry import graph_rule, source_rule
+from qlint.rules.cuda_in_graph import is_cuda_text as _is_cuda_text
+from qlint.rules.registry import source_rule
 from qlint.source.pipeline import PipelineScan, bodies, receiver
 
-CONVERT_FUNCTIONS = {"convert", "convert_fx", "convert_pt2e", "quantize", "quantize_fx", "convert_to_reference_fx"}
+CONVERT_FUNCTIONS = {
+    "convert",
+    "convert_fx",
+    "convert_pt2e",
+    "quantize",
+    "quantize_fx",
+    "convert_to_reference_fx",
+}
 HARMLESS_CUDA_QUERIES = {"is_available", "device_count", "is_initialized", "get_device_name"}
-
-
-def _is_cuda_text(value: object) -> bool:
-    return isinstance(value, str) and value.startswith("cuda")
 
 
 def _is_cuda_expr(node: cst.BaseExpression, cuda_names: set[str]) -> bool:
@@ -60,7 +64,11 @@ def _cuda_move(call: cst.Call, cuda_names: set[str]) -> bool:
     if attr == "cuda":
         return True
     if attr == "to":
-        return any(_is_cuda_expr(a.value, cuda_names) for a in call.args if a.keyword is None or a.keyword.value == "device")
+        return any(
+            _is_cuda_expr(a.value, cuda_names)
+            for a in call.args
+            if a.keyword is None or a.keyword.value == "device"
+        )
     return False
 
 
@@ -69,7 +77,8 @@ def _cpu_move(call: cst.Call) -> bool:
         return False
     attr = call.func.attr.value
     return attr == "cpu" or (
-        attr == "to" and any(isinstance(a.value, cst.SimpleString) and a.value.evaluated_value == "cpu" for a in call.args)
+        attr == "to"
+        and any(isinstance(a.value, cst.SimpleString) and a.value.evaluated_value == "cpu" for a in call.args)
     )
 
 
@@ -92,7 +101,10 @@ def _model_code(index, cuda_names: set[str]) -> Iterator[Diagnostic]:
             if _cuda_move(call, cuda_names):
                 what = "`.cuda()`" if site.attr == "cuda" else "`.to(<cuda>)`"
                 message = f"{what} in {where}: a quantized model runs on the CPU only; use the input's device"
-            elif any(a.keyword and a.keyword.value == "device" and _is_cuda_expr(a.value, cuda_names) for a in call.args):
+            elif any(
+                a.keyword and a.keyword.value == "device" and _is_cuda_expr(a.value, cuda_names)
+                for a in call.args
+            ):
                 message = f"`device=<cuda>` in {where}: a quantized model runs on the CPU only; use `device=x.device`"
             elif site.name.startswith("torch.cuda.") and site.attr not in HARMLESS_CUDA_QUERIES:
                 message = f"`{site.name}()` in {where}: quantized models run on the CPU, where it fails"
@@ -131,7 +143,9 @@ class _CudaScan(PipelineScan):
                     f"use `convert({model.value}.cpu())`",
                     call,
                 )
-            if any(a.keyword and a.keyword.value == "inplace" for a in call.args) and isinstance(model, cst.Name):
+            if any(a.keyword and a.keyword.value == "inplace" for a in call.args) and isinstance(
+                model, cst.Name
+            ):
                 self.converted.add(model.value)
         elif _cuda_move(call, self.cuda_names) and obj is not None:
             if (isinstance(obj, cst.Name) and obj.value in self.converted) or (
@@ -162,7 +176,9 @@ class _CudaScan(PipelineScan):
 
     def _assign(self, target: str, value: cst.Call) -> None:
         inner = value
-        while isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and not _is_convert(inner):
+        while (
+            isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and not _is_convert(inner)
+        ):
             if _cuda_move(inner, self.cuda_names):
                 self.on_cuda[target] = True
                 self.converted.discard(target)
@@ -180,23 +196,3 @@ class _CudaScan(PipelineScan):
             source = value.args[0].value.value
             if source in self.on_cuda:
                 self.on_cuda[target] = self.on_cuda[source]
-
-
-@graph_rule("QL401")
-def traced_cuda(qg) -> Iterator[Diagnostic]:
-    for name, facts in qg.nodes():
-        node = qg.fx_nodes[name]
-        device = node.kwargs.get("device")
-        if facts.op == "call_method" and facts.target == "cuda":
-            what = "`.cuda()`"
-        elif facts.op == "call_method" and facts.target == "to" and any(
-            _is_cuda_text(str(a)) for a in (*node.args[1:], device) if a is not None
-        ):
-            what = "`.to(<cuda>)`"
-        elif device is not None and _is_cuda_text(str(device)):
-            what = "`device=<cuda>`"
-        else:
-            continue
-        yield qg.diagnostic(
-            "QL401", f"{what} in the model's forward: a quantized model runs on the CPU only; use the input's device", name
-        )

@@ -17,8 +17,8 @@ SourceRule = Callable[[object], Iterable[Diagnostic]]
 GRAPH_RULES: dict[str, GraphRule] = {}
 SOURCE_RULES: dict[str, SourceRule] = {}
 
-_GRAPH_MODULES = ("boundaries", "fusion", "performance", "devices")
-_SOURCE_MODULES = ("devices", "workflow")
+_GRAPH_MODULES = ("boundaries", "fusion", "performance", "cuda_in_graph")
+_SOURCE_MODULES = ("devices", "stubs", "engines", "pipelines")
 
 
 def graph_rule(*codes: str) -> Callable[[GraphRule], GraphRule]:
