@@ -22,7 +22,9 @@ def _codes(text: str) -> tuple[str, ...]:
     codes = tuple(c.strip().upper() for c in text.split(",") if c.strip())
     for code in codes:
         if not _SELECTOR.match(code):
-            raise argparse.ArgumentTypeError(f"invalid rule selector {code!r} (expected e.g. QL101, QL2, ALL)")
+            raise argparse.ArgumentTypeError(
+                f"invalid rule selector {code!r} (expected e.g. QL101, QL2, ALL)"
+            )
     return codes
 
 
@@ -41,7 +43,9 @@ def _backend(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qlint", description="Lint and fix PyTorch models for int8 quantization.")
+    parser = argparse.ArgumentParser(
+        prog="qlint", description="Lint and fix PyTorch models for int8 quantization."
+    )
     parser.add_argument("--version", action="version", version=f"qlint {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -51,10 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--select", type=_codes, help="comma-separated rule codes or prefixes to enable")
     check.add_argument("--ignore", type=_codes, help="comma-separated rule codes or prefixes to disable")
     check.add_argument("--backend", type=_backend, help=f"quantized engine ({', '.join(BACKENDS)})")
-    check.add_argument("--model", action="append", dest="model_exprs", metavar="EXPR",
-                       help="how to build the model of a single file, e.g. 'Net(num_classes=10)'")
+    check.add_argument(
+        "--model",
+        action="append",
+        dest="model_exprs",
+        metavar="EXPR",
+        help="how to build the model of a single file, e.g. 'Net(num_classes=10)'",
+    )
     check.add_argument("--input-shape", type=_shape, metavar="SHAPE", help="e.g. 1x3x224x224")
-    check.add_argument("--no-graph", action="store_true", help="source rules only: never import or run the file")
+    check.add_argument(
+        "--no-graph", action="store_true", help="source rules only: never import or run the file"
+    )
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
     check.add_argument("--fix", action="store_true", help="apply safe fixes")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes (with --fix)")
@@ -62,9 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
     emit = sub.add_parser("emit", help="write a quantizable copy of a library model that a file builds")
-    emit.add_argument("path", help="the file building the model (e.g. torchvision.models.resnet18(weights=None))")
+    emit.add_argument(
+        "path", help="the file building the model (e.g. torchvision.models.resnet18(weights=None))"
+    )
     emit.add_argument("-o", "--output", required=True, help="the Python file to write")
-    emit.add_argument("--model", dest="model_expr", metavar="EXPR", help="how to build the model, e.g. 'build()'")
+    emit.add_argument(
+        "--model", dest="model_expr", metavar="EXPR", help="how to build the model, e.g. 'build()'"
+    )
 
     rule = sub.add_parser("rule", help="show a rule's documentation")
     rule.add_argument("code")
@@ -112,8 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - an internal error is exit 2 with one line, not a traceback
         if os.environ.get("QLINT_DEBUG"):
             raise
-        print(f"qlint: internal error: {type(exc).__name__}: {exc} (set QLINT_DEBUG=1 for a traceback)",
-              file=sys.stderr)
+        print(
+            f"qlint: internal error: {type(exc).__name__}: {exc} (set QLINT_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return 2
 
 
@@ -133,7 +150,9 @@ def _check(args: argparse.Namespace) -> int:
 
     files, errors = collect_files(args.paths)
     if args.model_exprs and len(files) != 1:
-        raise UsageError("--model applies to a single file; use [tool.qlint] models = [\"path.py:EXPR\"] for several")
+        raise UsageError(
+            '--model applies to a single file; use [tool.qlint] models = ["path.py:EXPR"] for several'
+        )
     overrides = {
         "select": args.select,
         "ignore": args.ignore,
@@ -184,11 +203,23 @@ def _rules(fmt: str) -> int:
     from qlint.rules.catalog import RULES
 
     if fmt == "json":
-        print(json.dumps([
-            {"code": r.code, "name": r.name, "severity": r.severity.value, "basis": r.basis.value,
-             "fix": r.fix.value, "summary": r.summary, "url": r.url}
-            for r in RULES.values()
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "code": r.code,
+                        "name": r.name,
+                        "severity": r.severity.value,
+                        "basis": r.basis.value,
+                        "fix": r.fix.value,
+                        "summary": r.summary,
+                        "url": r.url,
+                    }
+                    for r in RULES.values()
+                ],
+                indent=2,
+            )
+        )
         return 0
     width = max(len(r.name) for r in RULES.values())
     print(f"{'code':<6} {'name':<{width}} {'severity':<8} {'fix':<9} summary")

@@ -6,7 +6,7 @@ import fnmatch
 import os
 import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 try:
@@ -91,7 +91,7 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pyproject_with_table(directory: str) -> str | None:
     path = os.path.join(directory, "pyproject.toml")
     if not os.path.isfile(path):
@@ -99,7 +99,7 @@ def _pyproject_with_table(directory: str) -> str | None:
     return path if "qlint" in _read_toml(path).get("tool", {}) else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read_toml(path: str) -> dict:
     try:
         with open(path, "rb") as fh:

@@ -125,4 +125,3 @@ def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset
         seen.add(key)
         out.append(diag)
     return sorted(out, key=Diagnostic.sort_key)
-

@@ -37,8 +37,10 @@ def test_text_output_shows_the_line_and_a_summary(write, qlint):
     assert lines[2] == "14 |         out += x"
     assert lines[3] == "   |         ^^^^^^^^"
     assert lines[4].startswith("   = help: ")
-    assert lines[-2:] == ["Found 1 problem (1 error, 0 warnings, 0 info) in 1 file.",
-                          "[*] 1 fixable with `qlint check --fix`."]
+    assert lines[-2:] == [
+        "Found 1 problem (1 error, 0 warnings, 0 info) in 1 file.",
+        "[*] 1 fixable with `qlint check --fix`.",
+    ]
     assert "\x1b[" not in out  # no colour when piped
 
 

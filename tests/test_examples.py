@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from conftest import ROOT
 
 EXAMPLES = ROOT / "examples"
@@ -29,8 +28,12 @@ def findings():
 
 
 def graph(diags):
-    return Counter((d["code"], d["location"]["row"]) for d in diags if d["code"] in {
-        "QL001", "QL002", "QL101", "QL102", "QL103", "QL104", "QL105", "QL201", "QL202", "QL301"})
+    return Counter(
+        (d["code"], d["location"]["row"])
+        for d in diags
+        if d["code"]
+        in {"QL001", "QL002", "QL101", "QL102", "QL103", "QL104", "QL105", "QL201", "QL202", "QL301"}
+    )
 
 
 def test_seed000_faceboxes_partial_fuse_model(findings):
@@ -38,7 +41,9 @@ def test_seed000_faceboxes_partial_fuse_model(findings):
     # fuse_model() misses the backbone's plain-Sequential stem (conv_bn) and last 1x1 layer (conv_1x1_bn)
     assert graph(diags) == Counter({("QL201", 47): 1, ("QL201", 56): 1})
     assert sorted(d["module"] for d in diags if d["code"] == "QL201") == [
-        "backbone.features.0.0", "backbone.features.18.0"]
+        "backbone.features.0.0",
+        "backbone.features.18.0",
+    ]
 
 
 def test_seed001_dilated_depthwise_convs(findings):

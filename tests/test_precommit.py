@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("pre-commit") is None, reason="pre-commit is not installed")
@@ -51,18 +50,32 @@ def test_hook_blocks_a_commit_with_a_hazard_and_passes_after_noqa(tmp_path):
     hook = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())[0]
     # a `repo: local` copy of the published hook, run with the qlint installed in this interpreter
     local = {**hook, "language": "system", "entry": f"{sys.executable} -m qlint check"}
-    (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": [{"repo": "local", "hooks": [local]}]}))
+    (repo / ".pre-commit-config.yaml").write_text(
+        yaml.safe_dump({"repos": [{"repo": "local", "hooks": [local]}]})
+    )
     (repo / "model.py").write_text(BAD)
     (repo / "README.txt").write_text("not python\n")
     _git(repo, "add", ".")
     env_home = {"PRE_COMMIT_HOME": str(tmp_path / "cache"), "PATH": subprocess.os.environ["PATH"]}
-    run = subprocess.run(["pre-commit", "run", "--all-files"], cwd=repo, capture_output=True, text=True,
-                         env={**subprocess.os.environ, **env_home}, timeout=300)
+    run = subprocess.run(
+        ["pre-commit", "run", "--all-files"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**subprocess.os.environ, **env_home},
+        timeout=300,
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     assert "model.py:14:9: QL103 [*] [error]" in run.stdout
     (repo / "model.py").write_text(BAD.replace("out += x", "out += x  # noqa: QL103"))
     _git(repo, "add", ".")
-    run = subprocess.run(["pre-commit", "run", "--all-files"], cwd=repo, capture_output=True, text=True,
-                         env={**subprocess.os.environ, **env_home}, timeout=300)
+    run = subprocess.run(
+        ["pre-commit", "run", "--all-files"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**subprocess.os.environ, **env_home},
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "qlint" in run.stdout and "Passed" in run.stdout

@@ -8,7 +8,14 @@ import pytest
 
 from qlint.rules.catalog import RULES, Basis, rule_page, rule_page_dir
 
-SECTIONS = ["## What it does", "## Why is this bad?", "## Example", "## Use instead", "## Fix safety", "## References"]
+SECTIONS = [
+    "## What it does",
+    "## Why is this bad?",
+    "## Example",
+    "## Use instead",
+    "## Fix safety",
+    "## References",
+]
 CHECKED = [code for code, rule in RULES.items() if rule.basis is not Basis.MEASURED]
 
 

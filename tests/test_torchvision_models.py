@@ -20,13 +20,27 @@ def zoo(tmp_path_factory):
 
     lines = ["import torchvision", "from torch import nn", ""]
     for name in QUANTIZABLE:
-        lines += ["", f"def q_{name}() -> nn.Module:",
-                  f"    return torchvision.models.quantization.{name}(weights=None, quantize=False)", ""]
+        lines += [
+            "",
+            f"def q_{name}() -> nn.Module:",
+            f"    return torchvision.models.quantization.{name}(weights=None, quantize=False)",
+            "",
+        ]
     for name in FLOAT:
-        lines += ["", f"def f_{name}() -> nn.Module:", f"    return torchvision.models.{name}(weights=None)", ""]
-    lines += ["", "def detector() -> nn.Module:",
-              "    return torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(",
-              "        weights=None, weights_backbone=None", "    )", ""]
+        lines += [
+            "",
+            f"def f_{name}() -> nn.Module:",
+            f"    return torchvision.models.{name}(weights=None)",
+            "",
+        ]
+    lines += [
+        "",
+        "def detector() -> nn.Module:",
+        "    return torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(",
+        "        weights=None, weights_backbone=None",
+        "    )",
+        "",
+    ]
     path = tmp_path_factory.mktemp("zoo") / "zoo.py"
     path.write_text("\n".join(lines))
     import contextlib

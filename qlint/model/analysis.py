@@ -41,8 +41,22 @@ class Kind(str, Enum):
 
 _UNKNOWN = object()
 _SHAPE_PRESERVING = (
-    nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU,
-    nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.Dropout, nn.Identity, QuantStub, DeQuantStub,
+    nn.modules.batchnorm._BatchNorm,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.GELU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Dropout,
+    nn.Identity,
+    QuantStub,
+    DeQuantStub,
 )
 _SCALAR_METHODS = {"size", "dim", "numel", "item", "tolist", "stride", "element_size", "__len__"}
 _SCALAR_ATTRS = {"shape", "dtype", "device", "ndim", "is_quantized", "requires_grad"}
@@ -191,7 +205,12 @@ class QGraph:
             module = self.facts(node).module
         module = self.full(module)
         return Diagnostic(
-            code, message, span, related=related, model=self.spec.name, module=module,
+            code,
+            message,
+            span,
+            related=related,
+            model=self.spec.name,
+            module=module,
             data=tuple(sorted(data.items())),
         )
 
@@ -232,7 +251,9 @@ class QGraph:
             facts.input_kinds = tuple(self.facts(n.name).kind for n in node.all_input_nodes)
             if node.op == "placeholder":
                 facts.value = self._placeholder_value(node, placeholders)
-                facts.kind = Kind.FLOAT if _holds(facts.value, Kind.FLOAT) or facts.value is _UNKNOWN else Kind.NONE
+                facts.kind = (
+                    Kind.FLOAT if _holds(facts.value, Kind.FLOAT) or facts.value is _UNKNOWN else Kind.NONE
+                )
                 placeholders += 1
             elif node.op == "get_attr":
                 facts.value = _fetch(self.root, node.target)
@@ -280,7 +301,9 @@ class QGraph:
         elif known:
             self._execute(facts, lambda: module(*args, **kwargs))
         first = self.facts(node.all_input_nodes[0].name).kind if node.all_input_nodes else Kind.UNKNOWN
-        facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(node.target)
+        facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(
+            node.target
+        )
         if isinstance(module, QuantStub):
             facts.kind = Kind.QUANT if facts.swapped else first
         elif isinstance(module, DeQuantStub):
@@ -315,7 +338,9 @@ class QGraph:
                 ("op", node.op, node.target, self._signature(node)), lambda: self._probe_function(node)
             )
             facts.quantized_support, facts.probe_error = ok, error
-            facts.kind = Kind(out) if ok else (Kind.QUANT if ok is False else self._guess_kind(node, Kind.QUANT))
+            facts.kind = (
+                Kind(out) if ok else (Kind.QUANT if ok is False else self._guess_kind(node, Kind.QUANT))
+            )
         elif facts.value is not _UNKNOWN:
             facts.kind = _kind_from_value(facts.value)
         else:
@@ -439,7 +464,9 @@ def _last_return(function) -> fr.Frame | None:
     last = max(returns, key=lambda n: (n.lineno, n.col_offset))
     line = start + last.lineno - 1
     end_line = start + (last.end_lineno or last.lineno) - 1
-    return fr.Frame(path, line, last.col_offset + indent, end_line, (last.end_col_offset or 0) + indent, "forward")
+    return fr.Frame(
+        path, line, last.col_offset + indent, end_line, (last.end_col_offset or 0) + indent, "forward"
+    )
 
 
 def analyze(module: nn.Module, spec: ModelSpec, settings: Settings, checked: tuple[str, ...] = ()) -> QGraph:

@@ -31,7 +31,9 @@ def graph_diagnostics(
     return found
 
 
-def analyses(spec, model, settings: Settings, checked: tuple[str, ...], found: list[Diagnostic]) -> list[QGraph]:
+def analyses(
+    spec, model, settings: Settings, checked: tuple[str, ...], found: list[Diagnostic]
+) -> list[QGraph]:
     """The QGraph of the model; if it cannot be traced, QL002 and the largest traceable submodules."""
     try:
         return [analyze(model, spec, settings, checked)]
@@ -99,7 +101,9 @@ def _observed_inputs(model, settings: Settings) -> dict[int, tuple[int, ...]]:
 
     shape = settings.input_shape
     if shape is None:
-        first = next((m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))), None)
+        first = next(
+            (m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))), None
+        )
         if isinstance(first, nn.modules.conv._ConvNd):
             shape = (1, first.in_channels, *([224] * len(first.kernel_size)))
         elif isinstance(first, nn.Linear):

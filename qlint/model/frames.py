@@ -163,7 +163,9 @@ def recording() -> Iterator[None]:
 # ---- the catalog's pointing rule --------------------------------------------------------------------
 
 
-def locate(frames: Iterable[Frame], checked: Iterable[str], fallback: Span) -> tuple[Span, tuple[Related, ...]]:
+def locate(
+    frames: Iterable[Frame], checked: Iterable[str], fallback: Span
+) -> tuple[Span, tuple[Related, ...]]:
     """The most specific line in a checked file; library frames inside it become ``related``.
 
     ``frames`` are innermost first. The first frame in a checked file is the location; when the
@@ -198,14 +200,20 @@ def _display_span(frame: Frame, display_path: str | None = None) -> Span:
         if frame.col == 0 and frame.end_col == 0:  # no column information: the stripped line
             col = len(line_text) - len(line_text.lstrip())
             end_col = len(line_text.rstrip())
-    return Span(path, frame.line, col + 1, frame.end_line, max(end_col + 1, col + 2 if frame.end_line == frame.line else 1))
+    return Span(
+        path,
+        frame.line,
+        col + 1,
+        frame.end_line,
+        max(end_col + 1, col + 2 if frame.end_line == frame.line else 1),
+    )
 
 
 def _display_path(path: str) -> str:
     """Relative to the working directory when below it; library files relative to their sys.path entry."""
     cwd = os.getcwd() + os.sep
     if path.startswith(cwd):
-        return path[len(cwd):]
+        return path[len(cwd) :]
     roots = sorted((p for p in sys.path if p and path.startswith(os.path.abspath(p) + os.sep)), key=len)
     if roots:
         return os.path.relpath(path, os.path.abspath(roots[-1]))

@@ -82,7 +82,9 @@ def import_user_file(path: str) -> ModuleType:
     """Import ``path`` as a module with its folder on sys.path; QL001 (UserCodeError) if it raises."""
     name, root = _module_name(path)
     existing = sys.modules.get(name)
-    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") != os.path.abspath(path):
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") != os.path.abspath(
+        path
+    ):
         name = f"_qlint_user_{abs(hash(os.path.abspath(path)))}"
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -104,7 +106,7 @@ def import_user_file(path: str) -> ModuleType:
         hint = (
             "install the missing package or fix the import"
             if isinstance(exc, ImportError)
-            else "qlint imports the file as a module: keep scripts under `if __name__ == \"__main__\":`"
+            else 'qlint imports the file as a module: keep scripts under `if __name__ == "__main__":`'
         )
         raise UserCodeError(
             Diagnostic("QL001", f"importing the file raised {describe(exc)}; {hint}", span)
@@ -122,9 +124,7 @@ def find_models(
     except UserCodeError as err:
         return [], [err.diagnostic], None
 
-    explicit = [
-        _expr_spec(p.value, module, path, p.line, p.col) for p in source.pragma_values("model")
-    ]
+    explicit = [_expr_spec(p.value, module, path, p.line, p.col) for p in source.pragma_values("model")]
     for expr in (*settings.models_for(path), *settings.model_exprs):
         explicit.append(_expr_spec(expr, module, path, _definition_line(source, expr), 1))
     if explicit:
@@ -204,7 +204,13 @@ def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[M
                         "QL001",
                         f"cannot build `{name}`: its constructor needs {', '.join(f'`{m}`' for m in missing)}; "
                         + HOW_TO.format(expr=expr, path=os.path.basename(path)),
-                        Span(path, node.lineno, node.col_offset + 1, node.lineno, node.col_offset + 7 + len(name)),
+                        Span(
+                            path,
+                            node.lineno,
+                            node.col_offset + 1,
+                            node.lineno,
+                            node.col_offset + 7 + len(name),
+                        ),
                         model=name,
                     )
                 )

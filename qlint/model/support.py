@@ -85,6 +85,7 @@ def describe_target(op: str, target: object) -> str:
 
 # ---- probing ---------------------------------------------------------------------------------------
 
+
 class Materialize:
     """Turns analysis values into real CPU tensors for a probe: quantized where the kind says so."""
 

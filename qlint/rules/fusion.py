@@ -23,7 +23,7 @@ def _chain_nodes(qg) -> list[list[str]]:
 
     used: set[str] = set()
     chains = []
-    for name, facts in qg.nodes("call_module"):
+    for name, _ in qg.nodes("call_module"):
         if name in used:
             continue
         for pattern in support.fusion_patterns():

@@ -34,9 +34,10 @@ def dilated_grouped_conv(qg) -> Iterator[Diagnostic]:
             kind = "depthwise" if conv.groups == conv.in_channels else f"grouped (groups={conv.groups})"
             yield qg.diagnostic(
                 "QL301",
-                f"`{qg.full(facts.module)}` is a {kind} conv with dilation {tuple(conv.dilation)}: the {backend} engine "
-                "runs it several times slower in int8 than in float (pytorch/pytorch#59730); keep it float "
-                "(`qconfig = None` with stubs around it) or use the onednn engine; `qlint verify` measures both",
+                f"`{qg.full(facts.module)}` is a {kind} conv with dilation {tuple(conv.dilation)}: "
+                f"the {backend} engine runs it several times slower in int8 than in float (pytorch/pytorch#59730); "
+                "keep it float (`qconfig = None` with stubs around it) or use the onednn engine; "
+                "`qlint verify` measures both",
                 name,
                 engine=backend,
             )
