@@ -163,9 +163,7 @@ def recording() -> Iterator[None]:
 # ---- the catalog's pointing rule --------------------------------------------------------------------
 
 
-def locate(
-    frames: Iterable[Frame], checked: Iterable[str], fallback: Span
-) -> tuple[Span, tuple[Related, ...]]:
+def locate(frames: Iterable[Frame], checked: Iterable[str], fallback: Span) -> tuple[Span, tuple[Related, ...]]:
     """The most specific line in a checked file; library frames inside it become ``related``.
 
     ``frames`` are innermost first. The first frame in a checked file is the location; when the
@@ -178,13 +176,13 @@ def locate(
     related: tuple[Related, ...] = ()
     inner = frames[0] if frames else None
     if inner is not None and (primary is None or inner is not primary) and not is_torch(inner.path):
-        related = (Related(_display_span(inner), f"in {inner.func}"),)
+        related = (Related(display_span(inner), f"in {inner.func}"),)
     if primary is None:
         return fallback, related
-    return _display_span(primary, checked_map[primary.path]), related
+    return display_span(primary, checked_map[primary.path]), related
 
 
-def _display_span(frame: Frame, display_path: str | None = None) -> Span:
+def display_span(frame: Frame, display_path: str | None = None) -> Span:
     """A frame as a 1-based Span, columns converted from UTF-8 byte offsets to characters."""
     path = display_path or _display_path(frame.path)
     col, end_col = frame.col, frame.end_col
