@@ -80,17 +80,17 @@ def explain(exc: BaseException, culprit: str | None, model: nn.Module | None) ->
     if "has no attribute 'activation_post_process'" in msg:
         return (
             f"{where} lost its observer during calibration (a lazy module?): run one forward before prepare",
-            "QL412",
+            None,  # no static rule predicts this yet
         )
     if "Per channel weight observer is not supported yet for ConvTranspose" in msg:
         return (
             f"{where} is a ConvTranspose with a per-channel weight qconfig: give it a per-tensor qconfig",
-            "QL408",
+            None,  # no static rule predicts this yet
         )
     if "float_qparams_weight_only_qconfig" in msg:
         return (
             f"{where} is an Embedding with a static qconfig: use float_qparams_weight_only_qconfig",
-            "QL409",
+            None,  # no static rule predicts this yet
         )
     return f"torch raised {type(exc).__name__} in {where}", None
 
