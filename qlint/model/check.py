@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from qlint.config import Settings
 from qlint.diagnostics import Diagnostic
 from qlint.model import frames as fr
@@ -31,9 +33,7 @@ def graph_diagnostics(
     return found
 
 
-def analyses(
-    spec, model, settings: Settings, checked: tuple[str, ...], found: list[Diagnostic]
-) -> list[QGraph]:
+def analyses(spec, model, settings: Settings, checked: tuple[str, ...], found: list[Diagnostic]) -> list[QGraph]:
     """The QGraph of the model; if it cannot be traced, QL002 and the largest traceable submodules."""
     try:
         return [analyze(model, spec, settings, checked)]
@@ -65,19 +65,27 @@ def _traceable_submodules(spec, model, settings: Settings, checked: tuple[str, .
     """Breadth-first: the outermost submodules that trace, with input shapes seen in a meta run."""
     import torch.nn as nn
 
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+    def worth_checking(module: nn.Module) -> bool:
+        """A container, or a user/library module with weights (a lone torch layer has nothing to find)."""
+        if isinstance(module, containers):
+            return True
+        has_weights = next(module.parameters(), None) is not None
+        return has_weights and not type(module).__module__.startswith("torch.nn")
+
     inputs = _observed_inputs(model, settings)
     out: list[QGraph] = []
-    queue = [(name, child) for name, child in model.named_children()]
+    queue = list(model.named_children())
     while queue and len(out) < MAX_SUBROOTS:
         name, module = queue.pop(0)
-        if not any(True for _ in module.parameters()) or type(module).__module__.startswith("torch.nn"):
-            if not isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-                continue
+        if not worth_checking(module):
+            continue
         if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
             queue.extend((f"{name}.{n}", c) for n, c in module.named_children())
             continue
         shape = inputs.get(id(module))
-        sub_settings = settings if shape is None else _with_shape(settings, shape)
+        sub_settings = settings if shape is None else replace(settings, input_shape=tuple(shape))
         try:
             qgraph = analyze(module, spec, sub_settings, checked)
         except TraceFailure:
@@ -88,12 +96,6 @@ def _traceable_submodules(spec, model, settings: Settings, checked: tuple[str, .
     return out
 
 
-def _with_shape(settings: Settings, shape):
-    from dataclasses import replace
-
-    return replace(settings, input_shape=tuple(shape))
-
-
 def _observed_inputs(model, settings: Settings) -> dict[int, tuple[int, ...]]:
     """Run the model eagerly on a meta input and record each submodule's first input shape."""
     import torch
@@ -101,9 +103,7 @@ def _observed_inputs(model, settings: Settings) -> dict[int, tuple[int, ...]]:
 
     shape = settings.input_shape
     if shape is None:
-        first = next(
-            (m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))), None
-        )
+        first = next((m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))), None)
         if isinstance(first, nn.modules.conv._ConvNd):
             shape = (1, first.in_channels, *([224] * len(first.kernel_size)))
         elif isinstance(first, nn.Linear):
