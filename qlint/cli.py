@@ -124,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qlint: interrupted", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `qlint ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:  # noqa: BLE001 - an internal error is exit 2 with one line, not a traceback
         if os.environ.get("QLINT_DEBUG"):
             raise

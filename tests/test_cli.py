@@ -174,3 +174,17 @@ def test_library_models_from_one_file_report_each_line_once(write, qlint_json):
     # resnet18 reuses `relu` in all 8 BasicBlocks: one library line, so one diagnostic
     assert codes(diags) == [("QL202", 6)]
     assert diags[0]["related"][0]["filename"] == "torchvision/models/resnet.py"
+
+
+def test_output_piped_into_a_reader_that_leaves_early(write):
+    import subprocess
+    import sys
+
+    path = write("net.py", FLOAT_ADD.format(noqa=""))
+    pipeline = f"{sys.executable} -m qlint rule QL301 | head -1; {sys.executable} -m qlint check {path} | head -1"
+    out = subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True, timeout=300)
+    assert out.stdout.splitlines()[0] == "# QL301: dilated-grouped-conv"
+    assert "QL103" in out.stdout.splitlines()[1]
+    assert "Traceback" not in out.stderr and "internal error" not in out.stderr
+    gone = subprocess.run(["bash", "-c", f"{sys.executable} -m qlint rules | true"], capture_output=True, text=True)
+    assert gone.stderr == ""  # the reader exited before qlint wrote: no BrokenPipeError, no traceback
