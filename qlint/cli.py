@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument(
         "--model", dest="model_expr", metavar="EXPR", help="how to build the model, e.g. 'build()'"
     )
+    emit.add_argument(
+        "--unsafe-fixes",
+        action="store_true",
+        help="also apply unsafe fixes (ReLU6 -> ReLU so Conv-BN-ReLU fuses: changes float numerics)",
+    )
 
     rule = sub.add_parser("rule", help="show a rule's documentation")
     rule.add_argument("code")

@@ -139,3 +139,105 @@ def test_checked_in_emitted_examples_are_regenerated_identically(name, tmp_path,
     code, _, err = qlint("emit", path, "-o", out)
     assert (code, err) == (0, "")
     assert out.read_text() == (EXAMPLES / name).read_text()
+
+
+MOBILENET_V2 = """
+import torchvision
+from torch import nn
+
+
+def build_model() -> nn.Module:
+    return torchvision.models.mobilenet_v2(weights=None)
+"""
+
+
+def _mobilenet_v2():
+    import torchvision
+
+    torch.manual_seed(0)
+    original = torchvision.models.mobilenet_v2(weights=None).eval()
+    randomize_bn(original)
+    return original
+
+
+def _fused_kinds(model) -> list[str]:
+    import copy
+
+    fused = copy.deepcopy(model)
+    fused.fuse_model()
+    return [type(m).__name__ for m in fused.modules()]
+
+
+def test_emit_mobilenet_v2_safe_splits_relu6_so_conv_bn_relu_fuses(qlint, tmp_path):
+    path = tmp_path / "mbv2.py"
+    path.write_text(MOBILENET_V2)
+    out = tmp_path / "mbv2_quantizable.py"
+    code, stdout, err = qlint("emit", path, "-o", out)
+    assert code == 0 and err == "" and f"Wrote {out}" in stdout
+    text = out.read_text()
+    assert "class ReLUClamp6(nn.Sequential):" in text and "activation_layer=ReLUClamp6" in text
+    assert 'fuse(self, [["0", "1", "2.0"]], inplace=True)' in text and "nn.ReLU6" not in text
+    original = _mobilenet_v2()
+    emitted = load(out, "build_model()")
+    emitted.load_state_dict(original.state_dict(), strict=True)
+    x = torch.rand(1, 3, 64, 64) * 8  # large enough for the clamp at 6 to matter
+    with torch.no_grad():
+        assert torch.equal(original(x), emitted(x))  # safe: the float numbers are the original's
+    kinds = _fused_kinds(emitted)
+    assert kinds.count("ConvReLU2d") == 35 and kinds.count("Hardtanh") == 35 and "BatchNorm2d" not in kinds
+    db = eager_flow(emitted, (1, 3, 64, 64))
+    print(f"\nemitted mobilenet_v2: 35 Conv-BN-ReLU fused (clamp kept), int8 SQNR {db:.1f} dB")
+    assert db > 15
+
+
+def test_emit_unsafe_fixes_mobilenet_v2_swaps_relu6_for_relu_like_torchvision(qlint, tmp_path):
+    import copy
+
+    from torchvision.models.quantization.utils import _replace_relu
+
+    path = tmp_path / "mbv2.py"
+    path.write_text(MOBILENET_V2)
+    out = tmp_path / "mbv2_quantizable.py"
+    code, stdout, err = qlint("emit", path, "-o", out, "--unsafe-fixes")
+    assert code == 0 and err == "" and f"Wrote {out}" in stdout
+    text = out.read_text()
+    assert "ReLU6" not in text.split('"""', 2)[2] and "ReLUClamp6" not in text  # the code only
+    assert "activation_layer=nn.ReLU)" in text and 'fuse(self, [["0", "1", "2"]], inplace=True)' in text
+    assert "Emitted with --unsafe-fixes: ReLU6 -> ReLU at 4 sites" in text
+    original = _mobilenet_v2()
+    emitted = load(out, "build_model()")
+    emitted.load_state_dict(original.state_dict(), strict=True)  # state_dict keys unchanged
+    swapped = copy.deepcopy(original)
+    _replace_relu(swapped)  # what torchvision's quantizable twin does
+    x = torch.rand(1, 3, 64, 64) * 8
+    with torch.no_grad():
+        assert torch.equal(swapped(x), emitted(x))  # numerics: the twin's
+        assert not torch.equal(original(x), emitted(x))  # ... not the original's: unsafe
+    kinds = _fused_kinds(emitted)
+    assert kinds.count("ConvReLU2d") == 35 and "ReLU6" not in kinds and "Hardtanh" not in kinds
+    db = eager_flow(emitted, (1, 3, 64, 64))
+    print(f"\nemitted mobilenet_v2 --unsafe-fixes: 35 Conv-BN-ReLU fused, int8 SQNR {db:.1f} dB")
+    assert db > 15
+
+
+def test_relu6_rewrites_only_where_relu6_blocks_fusion():
+    import torch.nn as nn
+
+    from qlint.fix.relu6 import blocking, relu6_to_relu, split_relu6
+
+    text = "import torch.nn as nn\n\n\ndef build():\n"
+    text += "    return nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU6())\n"
+    after_conv = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), nn.ReLU6())
+    assert blocking(after_conv) == ["2"]
+    new, sites = relu6_to_relu(text, after_conv)
+    assert sites == 1 and "nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU())" in new
+    new, sites = split_relu6(text, after_conv)
+    assert sites == 1 and "nn.Sequential(nn.Conv2d(3, 3, 1), ReLUClamp6())" in new
+    namespace: dict = {}
+    exec(compile(new, "<split>", "exec"), namespace)  # noqa: S102 - the test's own text
+    x = torch.randn(1, 3, 4, 4) * 10
+    clamp = namespace["ReLUClamp6"]()
+    assert torch.equal(clamp(x), nn.ReLU6()(x))  # same numbers
+    assert split_relu6(new, after_conv) == (new, 0)  # converged
+    alone = nn.Sequential(nn.Linear(3, 3), nn.Hardswish(), nn.ReLU6())  # nothing to fuse it with
+    assert blocking(alone) == [] and relu6_to_relu(text, alone) == (text, 0) == split_relu6(text, alone)

@@ -104,7 +104,8 @@ def run_emit(args: argparse.Namespace) -> int:
         print(f"qlint: error: {args.path}: no such file", file=sys.stderr)
         return 2
     try:
-        name, fixed = emit(args.path, args.output, load_settings(args.path), args.model_expr)
+        unsafe = getattr(args, "unsafe_fixes", False)
+        name, fixed = emit(args.path, args.output, load_settings(args.path), args.model_expr, unsafe=unsafe)
     except (EmitError, FixError) as exc:
         print(f"qlint: error: {args.path}: {exc}; nothing was written", file=sys.stderr)
         return 2

@@ -4,10 +4,13 @@
 2. write one Python file: the library classes the model uses (their own source, via ``inspect``),
    the helpers defined beside them, imports for everything else, and ``build_model()`` calling the
    root class with the recorded arguments;
-3. run the fix loop on that file (safe fixes only: stubs, FloatFunctional, distinct modules,
-   ``fuse_model()``), so the result is what ``qlint check --fix`` would make of the code;
-4. check that the emitted model loads the original model's state_dict (strict) and gives the same
-   float output, then write it atomically.
+3. where a ReLU6 blocks Conv-BN-ReLU fusion (``qlint.fix.relu6``): build it as ReLU + clamp (safe), or,
+   with ``unsafe``, as ReLU (what torchvision's own quantizable MobileNetV2 does);
+4. run the fix loop on that file (safe fixes: stubs, FloatFunctional, distinct modules,
+   ``fuse_model()``; with ``unsafe`` also the unsafe ones), so the result is what ``qlint check --fix``
+   would make of the code;
+5. check that the emitted model loads the original model's state_dict (strict) and gives the same
+   float output (only that it runs, with ``unsafe``: its numerics changed), then write it atomically.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ HEADER = '''"""Quantizable {what}, emitted by `qlint emit` from {source}.
 
 The classes are {libraries}'s own code with qlint's safe fixes applied (QuantStub/DeQuantStub,
 FloatFunctional, one module per call site, fuse_model()); the state_dict keys are the original's,
-so `build_model().load_state_dict(original.state_dict())` works.
+so `build_model().load_state_dict(original.state_dict())` works.{note}
 """
 # qlint: model = build_model()
 '''
@@ -46,18 +49,39 @@ class _Code:
     aliases: dict[str, type] = field(default_factory=dict)  # ``SElayer = SqueezeExcitation``
 
 
-def emit(path: str, out: str, settings: Settings, expr: str | None = None) -> tuple[str, int]:
-    """Write the quantizable copy of the library model built by ``path`` to ``out``; (model name, fixes)."""
+SPLIT_NOTE = """
+ReLU6 is built as ReLUClamp6 (ReLU then Hardtanh(0, 6), the same numbers) at {sites}, so that its ReLU
+fuses with the Conv-BN before it."""
+UNSAFE_NOTE = """
+Emitted with --unsafe-fixes: ReLU6 -> ReLU at {sites}, so the float outputs differ from the original's."""
+
+
+def emit(
+    path: str, out: str, settings: Settings, expr: str | None = None, unsafe: bool = False
+) -> tuple[str, int]:
+    """Write the quantizable copy of the library model built by ``path`` to ``out``; (model name, fixes).
+
+    ``unsafe`` also applies the fixes that change numerics (ReLU6 -> ReLU so Conv-BN-ReLU fuses, as
+    torchvision's hand-written quantizable models do) or interfaces.
+    """
     from qlint.fix.apply import fix_text, write_atomic
+    from qlint.fix.relu6 import relu6_to_relu, split_relu6
 
     spec, model, ctor = _library_model(path, settings, expr)
     text = render(model, ctor, spec.name, path)
+    rewrites = 0
+    for rewrite, note, wanted in ((relu6_to_relu, UNSAFE_NOTE, unsafe), (split_relu6, SPLIT_NOTE, True)):
+        _, rewrites = rewrite(text, model) if wanted else (text, 0)
+        if rewrites:
+            note = note.format(sites=f"{rewrites} site{'s' * (rewrites > 1)}")
+            text, _ = rewrite(render(model, ctor, spec.name, path, note=note), model)
+            break
     fix_settings = Settings(select=settings.select, ignore=settings.ignore, backend=settings.backend,
                             input_shape=settings.input_shape)  # fmt: skip
-    outcome = fix_text(out, text, fix_settings)
-    _verify(outcome.text, out, model)
+    outcome = fix_text(out, text, fix_settings, unsafe=unsafe)
+    _verify(outcome.text, out, model, exact=not unsafe)
     write_atomic(out, outcome.text)
-    return spec.name, outcome.fixed
+    return spec.name, outcome.fixed + rewrites
 
 
 def _library_model(path: str, settings: Settings, expr: str | None):
@@ -139,7 +163,7 @@ class _recording:
 # ---- rendering --------------------------------------------------------------------------------------
 
 
-def render(model, ctor, name: str, path: str) -> str:
+def render(model, ctor, name: str, path: str, note: str = "") -> str:
     """The emitted file's text, before fixes."""
     code = _Code()
     types_used = [type(m) for m in model.modules()]
@@ -155,7 +179,8 @@ def render(model, ctor, name: str, path: str) -> str:
     code.imports.setdefault("nn", "import torch.nn as nn")
     code.classes = _ordered(code.classes, type(model).__module__)
     libraries = ", ".join(sorted({c.__module__.split(".")[0] for c in code.classes}))
-    parts = [HEADER.format(what=f"`{name}`", source=os.path.basename(path), libraries=libraries)]
+    source = os.path.basename(path)
+    parts = [HEADER.format(what=f"`{name}`", source=source, libraries=libraries, note=note)]
     parts.append("\n".join(_merged_imports(code.imports.values())))
     for fn in code.functions:
         parts.append(textwrap.dedent(inspect.getsource(fn)).rstrip())
@@ -340,8 +365,11 @@ def _resolve_names(source: str, module, code: _Code, wanted: list[type], local: 
 # ---- verification -----------------------------------------------------------------------------------
 
 
-def _verify(text: str, out: str, original) -> None:
-    """The emitted model loads the original's state_dict (strict) and gives the same float output."""
+def _verify(text: str, out: str, original, exact: bool = True) -> None:
+    """The emitted model loads the original's state_dict (strict) and gives the same float output.
+
+    Not ``exact`` (unsafe fixes may change the numerics): only that it runs, output of the same shape.
+    """
     import importlib.util
     import tempfile
 
@@ -367,7 +395,10 @@ def _verify(text: str, out: str, original) -> None:
             if shape is not None:
                 x = torch.rand(shape)
                 with torch.no_grad():
-                    same = torch.allclose(_flat(original(x)), _flat(emitted(x)), rtol=1e-4, atol=1e-5)
+                    want, got = _flat(original(x)), _flat(emitted(x))
+                    same = want.shape == got.shape and (
+                        not exact or torch.allclose(want, got, rtol=1e-4, atol=1e-5)
+                    )
                 if not same:
                     raise EmitError(
                         "the emitted model's float output differs from the original's (a qlint bug)"

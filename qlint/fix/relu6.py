@@ -1,0 +1,127 @@
+"""ReLU6 where it blocks Conv-BN-ReLU fusion, in ``qlint emit``'s source (eager mode has no ReLU6 fuser).
+
+A ReLU6 after a Conv/BatchNorm stays a separate int8 op, and the conv's output observer sees the
+pre-activation range (about half of the int8 steps spent on negatives the ReLU6 then zeroes).
+
+- safe (``split_relu6``): ReLU6 built as ``ReLUClamp6`` = ReLU then Hardtanh(0, 6): the same numbers,
+  no parameters (state_dict keys unchanged), and the ReLU fuses with the Conv-BN; the clamp stays an op.
+- unsafe (``relu6_to_relu``, ``qlint emit --unsafe-fixes``): ReLU6 -> ReLU, what torchvision's quantizable
+  MobileNetV2 does (``_replace_relu``): no clamp op left, but values above 6 are no longer clipped.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.helpers import get_full_name_for_node
+
+FUSABLE_BEFORE = ("Conv1d", "Conv2d", "Conv3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+
+
+def blocking(model) -> list[str]:
+    """Names of the ReLU6 modules right after a Conv/BatchNorm in a Sequential (where fusion stops)."""
+    import torch.nn as nn
+
+    found: list[str] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for (_, before), (child, after) in zip(children, children[1:], strict=False):
+            if type(after) is nn.ReLU6 and type(before).__name__ in FUSABLE_BEFORE:
+                found.append(f"{name}.{child}" if name else child)
+    return found
+
+
+CLAMP_CLASS = '''class ReLUClamp6(nn.Sequential):
+    """ReLU6 as ReLU then a clamp at 6 (same numbers): the ReLU fuses with the Conv/BatchNorm before it."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(nn.ReLU(inplace=inplace), nn.Hardtanh(0.0, 6.0))'''
+
+
+class _Swap(cst.CSTTransformer):
+    """``nn.ReLU6`` / ``torch.nn.ReLU6`` (and a bare imported ``ReLU6``) -> ``to`` (``nn.ReLU``, ...)."""
+
+    def __init__(self, bare: bool, to: str):
+        self.bare = bare
+        self.to = cst.parse_expression(to)
+        self.count = 0
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        name = get_full_name_for_node(original) or ""
+        if updated.attr.value == "ReLU6" and name.rsplit(".", 1)[0] in ("nn", "torch.nn"):
+            self.count += 1
+            if isinstance(self.to, cst.Attribute):  # keep the spelling: torch.nn.ReLU6 -> torch.nn.ReLU
+                return updated.with_changes(attr=self.to.attr)
+            return self.to
+        return updated
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if self.bare and updated.value == "ReLU6":
+            self.count += 1
+            return self.to if isinstance(self.to, cst.Name) else cst.Name("ReLU")
+        return updated
+
+
+def relu6_to_relu(text: str, model) -> tuple[str, int]:
+    """Unsafe: ``text`` building ReLU for ReLU6, if a ReLU6 of ``model`` blocks fusion; (text, sites)."""
+    if not blocking(model):
+        return text, 0
+    module = cst.parse_module(text)
+    bare = _imports_bare_relu6(module)
+    out, count = _swap(module, _Swap(bare, "nn.ReLU"))
+    if count and bare and "ReLU" not in _imported(module):
+        out = out.replace("from torch.nn import ", "from torch.nn import ReLU, ", 1)
+    return out, count
+
+
+def split_relu6(text: str, model) -> tuple[str, int]:
+    """Safe: ``text`` building ``ReLUClamp6`` for ReLU6 (defined after the imports), if one blocks fusion."""
+    if not blocking(model) or "class ReLUClamp6(" in text:
+        return text, 0
+    module = cst.parse_module(text)
+    swapped, count = _swap(module, _Swap(_imports_bare_relu6(module), "ReLUClamp6"))
+    if not count:
+        return text, 0
+    module = cst.parse_module(swapped)
+    last = max((i for i, stmt in enumerate(module.body) if _is_import(stmt)), default=-1)
+    clamp = cst.parse_module(CLAMP_CLASS + "\n").body[0]
+    clamp = clamp.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()])
+    body = [*module.body[: last + 1], clamp, *module.body[last + 1 :]]
+    return module.with_changes(body=body).code, count
+
+
+def _swap(module: cst.Module, transformer: _Swap) -> tuple[str, int]:
+    """Apply ``transformer`` to every statement but the imports; (code, replacements)."""
+    body = [stmt if _is_import(stmt) else stmt.visit(transformer) for stmt in module.body]
+    return module.with_changes(body=body).code, transformer.count
+
+
+def _is_import(stmt: cst.CSTNode) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and any(
+        isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body
+    )
+
+
+def _imported(module: cst.Module) -> set[str]:
+    names: set[str] = set()
+    for stmt in module.body:
+        if _is_import(stmt):
+            for small in stmt.body:
+                if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+                    names.update(a.evaluated_alias or a.evaluated_name for a in small.names)
+    return names
+
+
+def _imports_bare_relu6(module: cst.Module) -> bool:
+    for stmt in module.body:
+        if _is_import(stmt):
+            for small in stmt.body:
+                if (
+                    isinstance(small, cst.ImportFrom)
+                    and get_full_name_for_node(small.module) == "torch.nn"
+                    and not isinstance(small.names, cst.ImportStar)
+                    and any(a.evaluated_name == "ReLU6" and a.asname is None for a in small.names)
+                ):
+                    return True
+    return False
