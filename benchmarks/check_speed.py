@@ -18,13 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-MODEL_FILE = '''import torchvision
+MODEL_FILE = """import torchvision
 from torch import nn
 
 
 def build_model() -> nn.Module:
     return torchvision.models.resnet50(weights=None)
-'''
+"""
 
 
 def timed(cmd: list[str], runs: int) -> float:

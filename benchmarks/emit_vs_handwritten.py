@@ -177,8 +177,7 @@ def main(names: list[str]) -> None:
                 print(
                     f"{name:<19} {r['variant']:<19} {r['emit_s']:>6.1f} {r['float_ms']:>9.1f} "
                     f"{r['int8_ms']:>8.1f} {r['twin_int8_ms']:>9.1f} {r['ratio']:>9.2f} "
-                    f"{r['sqnr']:>8.1f} {r['twin_sqnr']:>9.1f} {r['sqnr'] - r['twin_sqnr']:>6.1f}  "
-                    + "; ".join(notes),
+                    f"{r['sqnr']:>8.1f} {r['twin_sqnr']:>9.1f} {r['sqnr'] - r['twin_sqnr']:>6.1f}  " + "; ".join(notes),
                     flush=True,
                 )
 

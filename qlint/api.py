@@ -11,9 +11,7 @@ from qlint.engine import InputError, check_files, collect_files
 from qlint.source.file import SourceFile
 
 
-def check_paths(
-    paths: str | Iterable[str], settings: Settings | None = None, **overrides: object
-) -> list[Diagnostic]:
+def check_paths(paths: str | Iterable[str], settings: Settings | None = None, **overrides: object) -> list[Diagnostic]:
     """Check files or folders. ``overrides`` are Settings fields (``select=("QL1",)``, ``backend="x86"``).
 
     With ``settings`` given, it is used as is for every file (no pyproject lookup).

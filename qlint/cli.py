@@ -22,9 +22,7 @@ def _codes(text: str) -> tuple[str, ...]:
     codes = tuple(c.strip().upper() for c in text.split(",") if c.strip())
     for code in codes:
         if not _SELECTOR.match(code):
-            raise argparse.ArgumentTypeError(
-                f"invalid rule selector {code!r} (expected e.g. QL101, QL2, ALL)"
-            )
+            raise argparse.ArgumentTypeError(f"invalid rule selector {code!r} (expected e.g. QL101, QL2, ALL)")
     return codes
 
 
@@ -43,9 +41,7 @@ def _backend(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="qlint", description="Lint and fix PyTorch models for int8 quantization."
-    )
+    parser = argparse.ArgumentParser(prog="qlint", description="Lint and fix PyTorch models for int8 quantization.")
     parser.add_argument("--version", action="version", version=f"qlint {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -63,9 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to build the model of a single file, e.g. 'Net(num_classes=10)'",
     )
     check.add_argument("--input-shape", type=_shape, metavar="SHAPE", help="e.g. 1x3x224x224")
-    check.add_argument(
-        "--no-graph", action="store_true", help="source rules only: never import or run the file"
-    )
+    check.add_argument("--no-graph", action="store_true", help="source rules only: never import or run the file")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
     check.add_argument("--fix", action="store_true", help="apply safe fixes")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes (with --fix)")
@@ -73,13 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
     emit = sub.add_parser("emit", help="write a quantizable copy of a library model that a file builds")
-    emit.add_argument(
-        "path", help="the file building the model (e.g. torchvision.models.resnet18(weights=None))"
-    )
+    emit.add_argument("path", help="the file building the model (e.g. torchvision.models.resnet18(weights=None))")
     emit.add_argument("-o", "--output", required=True, help="the Python file to write")
-    emit.add_argument(
-        "--model", dest="model_expr", metavar="EXPR", help="how to build the model, e.g. 'build()'"
-    )
+    emit.add_argument("--model", dest="model_expr", metavar="EXPR", help="how to build the model, e.g. 'build()'")
     emit.add_argument(
         "--unsafe-fixes",
         action="store_true",
@@ -158,9 +148,7 @@ def _check(args: argparse.Namespace) -> int:
 
     files, errors = collect_files(args.paths)
     if args.model_exprs and len(files) != 1:
-        raise UsageError(
-            '--model applies to a single file; use [tool.qlint] models = ["path.py:EXPR"] for several'
-        )
+        raise UsageError('--model applies to a single file; use [tool.qlint] models = ["path.py:EXPR"] for several')
     overrides = {
         "select": args.select,
         "ignore": args.ignore,

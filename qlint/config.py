@@ -112,9 +112,7 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
     """Validate a ``[tool.qlint]`` table; an unknown key is an error naming it."""
     unknown = sorted(set(table) - set(KNOWN_KEYS))
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {unknown[0]!r} in [tool.qlint] (known: {', '.join(KNOWN_KEYS)})"
-        )
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r} in [tool.qlint] (known: {', '.join(KNOWN_KEYS)})")
 
     def str_list(key: str) -> tuple[str, ...]:
         value = table.get(key, [])
@@ -138,9 +136,7 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
         backend=check_backend(backend) if backend is not None else None,
         models=str_list("models"),
         input_shape=(
-            parse_shape(shape if isinstance(shape, str) else "x".join(map(str, shape)))
-            if shape is not None
-            else None
+            parse_shape(shape if isinstance(shape, str) else "x".join(map(str, shape))) if shape is not None else None
         ),
         config_dir=config_dir,
     )

@@ -58,9 +58,7 @@ def qlint_json(qlint):
     return _run
 
 
-def run_subprocess(
-    *args: str, cwd: Path | None = None, env: dict | None = None
-) -> subprocess.CompletedProcess:
+def run_subprocess(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "qlint", *args],
         cwd=cwd,

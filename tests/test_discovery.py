@@ -164,9 +164,7 @@ def test_import_error_is_ql001_at_the_import_line(write, qlint_json):
     )
     _, diags = qlint_json(path)
     assert codes(diags) == [("QL001", 3)]
-    assert (
-        "ModuleNotFoundError" in diags[0]["message"] and "install the missing package" in diags[0]["message"]
-    )
+    assert "ModuleNotFoundError" in diags[0]["message"] and "install the missing package" in diags[0]["message"]
 
 
 def test_untraceable_model_is_ql002_where_tracing_stopped(write, qlint_json):

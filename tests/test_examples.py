@@ -31,8 +31,7 @@ def graph(diags):
     return Counter(
         (d["code"], d["location"]["row"])
         for d in diags
-        if d["code"]
-        in {"QL001", "QL002", "QL101", "QL102", "QL103", "QL104", "QL105", "QL201", "QL202", "QL301"}
+        if d["code"] in {"QL001", "QL002", "QL101", "QL102", "QL103", "QL104", "QL105", "QL201", "QL202", "QL301"}
     )
 
 

@@ -339,6 +339,4 @@ def test_rules_list_shows_fixable_rules(qlint):
     code, out, _ = qlint("rules", "--format", "json")
     rules = {r["code"]: r["fix"] for r in json.loads(out)}
     assert code == 0
-    assert {rules[c] for c in ("QL101", "QL102", "QL103", "QL104", "QL201", "QL202", "QL401")} == {
-        "sometimes"
-    }
+    assert {rules[c] for c in ("QL101", "QL102", "QL103", "QL104", "QL201", "QL202", "QL401")} == {"sometimes"}

@@ -83,9 +83,7 @@ def test_emit_library_resnet18(write, qlint, tmp_path):
     assert code == 0 and err == "" and f"Wrote {out}" in stdout
     text = out.read_text()
     compile(text, str(out), "exec")
-    assert (
-        "class BasicBlock(nn.Module):" in text and "out = self.skip_add_relu.add_relu(out, identity)" in text
-    )
+    assert "class BasicBlock(nn.Module):" in text and "out = self.skip_add_relu.add_relu(out, identity)" in text
     assert "return self.dequant(self._forward_impl(x))" in text and text.count("def fuse_model") == 2
     assert "import torchvision.models.resnet" not in text  # the classes are written out, not imported
 

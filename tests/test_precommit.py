@@ -50,9 +50,7 @@ def test_hook_blocks_a_commit_with_a_hazard_and_passes_after_noqa(tmp_path):
     hook = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())[0]
     # a `repo: local` copy of the published hook, run with the qlint installed in this interpreter
     local = {**hook, "language": "system", "entry": f"{sys.executable} -m qlint check"}
-    (repo / ".pre-commit-config.yaml").write_text(
-        yaml.safe_dump({"repos": [{"repo": "local", "hooks": [local]}]})
-    )
+    (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": [{"repo": "local", "hooks": [local]}]}))
     (repo / "model.py").write_text(BAD)
     (repo / "README.txt").write_text("not python\n")
     _git(repo, "add", ".")

@@ -71,9 +71,7 @@ def _wide() -> Diagnostic:
 
 
 def _nosource() -> Diagnostic:
-    return Diagnostic(
-        "QL401", "`.cuda()` call", Span(Y, 3, 1), fix=Fix(Applicability.DISPLAY_ONLY, "Drop it")
-    )
+    return Diagnostic("QL401", "`.cuda()` call", Span(Y, 3, 1), fix=Fix(Applicability.DISPLAY_ONLY, "Drop it"))
 
 
 def _all() -> list[Diagnostic]:
@@ -135,9 +133,7 @@ def test_text_without_fixable_hint_drops_marker_only() -> None:
 
 def test_text_two_digit_gutter_matches_ruff_layout() -> None:
     src = "\n" * 11 + "        out += identity\n"
-    d = Diagnostic(
-        "QL103", "msg", Span("a.py", 12, 9, 12, 24), related=(Related(Span("b.py", 3, 1), "here"),)
-    )
+    d = Diagnostic("QL103", "msg", Span("a.py", 12, 9, 12, 24), related=(Related(Span("b.py", 3, 1), "here"),))
     buf = io.StringIO()
     render_text([d], {"a.py": src}, color=False, out=buf)
     assert buf.getvalue().splitlines() == [
@@ -337,8 +333,7 @@ def test_github_exact_lines() -> None:
         "QL103 `+=` on quantized tensors has no quantized kernel [use FloatFunctional] at 100%25",
         "::warning file=examples/x.py,line=4,col=5,endLine=6,endColumn=24,title=QL202 (reused-module)::"
         "QL202 module `relu` is called at 2 sites",
-        "::warning file=a.py,line=1,col=2,endLine=1,endColumn=2,title=QL301 (dilated-grouped-conv)::"
-        "QL301 slow",
+        "::warning file=a.py,line=1,col=2,endLine=1,endColumn=2,title=QL301 (dilated-grouped-conv)::QL301 slow",
     ]
     assert out.endswith("\n")
     assert render_github([]) == ""
@@ -351,9 +346,7 @@ def info_rule(monkeypatch: pytest.MonkeyPatch) -> str:
     return "QL999"
 
 
-def test_info_severity_in_every_format(
-    info_rule: str, sarif_validator: jsonschema.protocols.Validator
-) -> None:
+def test_info_severity_in_every_format(info_rule: str, sarif_validator: jsonschema.protocols.Validator) -> None:
     d = Diagnostic(info_rule, "just so you know", Span("a.py", 1, 1))
     assert render_github([d]).startswith("::notice file=a.py,")
     assert _summary([d, _add()]).startswith("Found 2 problems (1 error, 0 warnings, 1 info) in 2 files.")
@@ -389,12 +382,8 @@ def sarif_validator() -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
-@pytest.mark.parametrize(
-    "diags", [[], _all(), [_add()], [_nosource()]], ids=["empty", "all", "fix", "nosource"]
-)
-def test_sarif_is_schema_valid(
-    sarif_validator: jsonschema.protocols.Validator, diags: list[Diagnostic]
-) -> None:
+@pytest.mark.parametrize("diags", [[], _all(), [_add()], [_nosource()]], ids=["empty", "all", "fix", "nosource"])
+def test_sarif_is_schema_valid(sarif_validator: jsonschema.protocols.Validator, diags: list[Diagnostic]) -> None:
     doc = json.loads(render_sarif(diags, tool_version="1.2.3"))
     errors = sorted(sarif_validator.iter_errors(doc), key=str)
     assert not errors, "\n".join(e.message for e in errors)

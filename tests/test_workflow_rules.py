@@ -43,9 +43,7 @@ def test_rule_page_example_triggers_and_use_instead_does_not(code, write, qlint_
     assert page is not None and page.startswith(f"# {code}: {RULES[code].name}\n")
     _, diags = qlint_json(write("example.py", _block(page, "## Example")), "--no-graph", "--select", code)
     assert code in {d["code"] for d in diags}
-    _, diags = qlint_json(
-        write("use_instead.py", _block(page, "## Use instead")), "--no-graph", "--select", code
-    )
+    _, diags = qlint_json(write("use_instead.py", _block(page, "## Use instead")), "--no-graph", "--select", code)
     assert diags == []
 
 
@@ -658,8 +656,6 @@ def test_no_graph_source_rules_never_import_torch(write):
         f"code = main(['check', '--no-graph', '--format', 'json', {str(path)!r}]); "
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 1, result.stderr
     assert '"QL107"' in result.stdout and '"QL403"' in result.stdout

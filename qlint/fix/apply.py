@@ -189,16 +189,12 @@ def fix_text(
             break
         if outcome.rounds >= MAX_ROUNDS:
             codes = ", ".join(sorted({d.code for d in candidates}))
-            raise FixError(
-                f"fixes did not converge after {MAX_ROUNDS} rounds ({codes} keep coming back): a qlint bug"
-            )
+            raise FixError(f"fixes did not converge after {MAX_ROUNDS} rounds ({codes} keep coming back): a qlint bug")
         first = [d for d in candidates if d.code not in ISOLATED] or candidates
         first.sort(key=lambda d: (PRIORITY.get(d.code, 9), d.span.line, d.span.col, d.code))
         new_text, applied = apply_fixes(outcome.text, [d.fix for d in first])
         if new_text == outcome.text:
-            raise FixError(
-                f"the fix for {first[0].code} at line {first[0].span.line} changes nothing: a qlint bug"
-            )
+            raise FixError(f"the fix for {first[0].code} at line {first[0].span.line} changes nothing: a qlint bug")
         try:
             ast.parse(new_text)
         except SyntaxError as exc:

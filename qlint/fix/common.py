@@ -36,9 +36,7 @@ def declare(ctx: FixContext, cls: cst.ClassDef, lines: list[str]) -> Edit | None
     return ctx.file.insert_lines_after(stmt, lines)
 
 
-def spelled(
-    ctx: FixContext, candidates: tuple[str, ...], prefer_direct: bool = False
-) -> tuple[str, list[Edit]]:
+def spelled(ctx: FixContext, candidates: tuple[str, ...], prefer_direct: bool = False) -> tuple[str, list[Edit]]:
     """(how to write the class in this file, import edits needed).
 
     ``prefer_direct``: import the class by name (``QuantStub``) unless the file already binds it.
@@ -60,11 +58,7 @@ def stub_names(ctx: FixContext, need_quant: bool, need_dequant: bool) -> tuple[s
         quant, missing = "QuantStub", missing + ["QuantStub"]
     if need_dequant and (dequant is None or "." in dequant):
         dequant, missing = "DeQuantStub", missing + ["DeQuantStub"]
-    edits = (
-        [ctx.file.import_edit(f"from torch.ao.quantization import {', '.join(sorted(missing))}")]
-        if missing
-        else []
-    )
+    edits = [ctx.file.import_edit(f"from torch.ao.quantization import {', '.join(sorted(missing))}")] if missing else []
     return quant or "QuantStub", dequant or "DeQuantStub", edits
 
 

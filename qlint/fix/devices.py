@@ -45,9 +45,7 @@ def _fix(ctx: FixContext, diag: Diagnostic, cuda: set[str]) -> Fix | None:
     if "input of the converted model" in diag.message:
         for node in file.nodes_at(diag.span, (cst.BaseExpression,)):
             if isinstance(node, cst.Call) and _cuda_move(node, cuda):
-                return Fix(
-                    UNSAFE, "Keep the input on the CPU", (file.replace(node, file.code(node.func.value)),)
-                )
+                return Fix(UNSAFE, "Keep the input on the CPU", (file.replace(node, file.code(node.func.value)),))
             if isinstance(node, cst.Name):
                 return Fix(UNSAFE, "Move the input to the CPU", (file.replace(node, f"{node.value}.cpu()"),))
         return None
@@ -76,9 +74,7 @@ def _keep_on_cpu(ctx: FixContext, call: cst.Call) -> Fix:
             edit = file.delete_line_of(statement)
             if edit is not None:
                 return Fix(UNSAFE, "Keep the converted model on the CPU (drop the move)", (edit,))
-    return Fix(
-        UNSAFE, "Keep the converted model on the CPU", (file.replace(call, file.code(call.func.value)),)
-    )
+    return Fix(UNSAFE, "Keep the converted model on the CPU", (file.replace(call, file.code(call.func.value)),))
 
 
 def _model_code(ctx: FixContext, call: cst.Call, cuda: set[str]) -> Fix | None:

@@ -56,9 +56,7 @@ UNSAFE_NOTE = """
 Emitted with --unsafe-fixes: ReLU6 -> ReLU at {sites}, so the float outputs differ from the original's."""
 
 
-def emit(
-    path: str, out: str, settings: Settings, expr: str | None = None, unsafe: bool = False
-) -> tuple[str, int]:
+def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsafe: bool = False) -> tuple[str, int]:
     """Write the quantizable copy of the library model built by ``path`` to ``out``; (model name, fixes).
 
     ``unsafe`` also applies the fixes that change numerics (ReLU6 -> ReLU so Conv-BN-ReLU fuses, as
@@ -256,9 +254,7 @@ def _value(value, owner: type, code: _Code, wanted: list[type]) -> str:
     if isinstance(value, dict):
         return (
             "{"
-            + ", ".join(
-                f"{_value(k, None, code, wanted)}: {_value(v, None, code, wanted)}" for k, v in value.items()
-            )
+            + ", ".join(f"{_value(k, None, code, wanted)}: {_value(v, None, code, wanted)}" for k, v in value.items())
             + "}"
         )
     if isinstance(value, type):
@@ -346,11 +342,7 @@ def _resolve_names(source: str, module, code: _Code, wanted: list[type], local: 
             code.imports[name] = (
                 f"import {obj.__name__}" if obj.__name__ == name else f"import {obj.__name__} as {name}"
             )
-        elif (
-            isinstance(obj, types.FunctionType)
-            and obj.__module__ == module.__name__
-            and not name.startswith("__")
-        ):
+        elif isinstance(obj, types.FunctionType) and obj.__module__ == module.__name__ and not name.startswith("__"):
             if obj not in code.functions:
                 code.functions.append(obj)
                 _resolve_names(textwrap.dedent(inspect.getsource(obj)), module, code, wanted, {name})
@@ -396,13 +388,9 @@ def _verify(text: str, out: str, original, exact: bool = True) -> None:
                 x = torch.rand(shape)
                 with torch.no_grad():
                     want, got = _flat(original(x)), _flat(emitted(x))
-                    same = want.shape == got.shape and (
-                        not exact or torch.allclose(want, got, rtol=1e-4, atol=1e-5)
-                    )
+                    same = want.shape == got.shape and (not exact or torch.allclose(want, got, rtol=1e-4, atol=1e-5))
                 if not same:
-                    raise EmitError(
-                        "the emitted model's float output differs from the original's (a qlint bug)"
-                    )
+                    raise EmitError("the emitted model's float output differs from the original's (a qlint bug)")
     except EmitError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure means the emitted file is not usable

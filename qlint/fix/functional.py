@@ -91,13 +91,9 @@ def _site(ctx: FixContext, index: int, diag: Diagnostic) -> _Site | None:
             if isinstance(node.operator, _AUG[op]):
                 method = _METHOD[type(node.operator)]
                 target = file.code(node.target)
-                site = _Site(
-                    index, diag, None, method, (target, file.code(node.value)), node, assign_to=target
-                )
+                site = _Site(index, diag, None, method, (target, file.code(node.value)), node, assign_to=target)
                 fn = file.enclosing_function(node)
-                site.unsafe = (
-                    isinstance(node.target, cst.Name) and fn is not None and target in parameters(fn)
-                )
+                site.unsafe = isinstance(node.target, cst.Name) and fn is not None and target in parameters(fn)
                 break
     elif op in _BIN:
         for node in file.nodes_at(diag.span, (cst.BinaryOperation,)):
@@ -113,11 +109,7 @@ def _site(ctx: FixContext, index: int, diag: Diagnostic) -> _Site | None:
                 break
     elif op in (".add()", ".mul()", ".matmul()"):
         for node in file.nodes_at(diag.span, (cst.Call,)):
-            if (
-                isinstance(node.func, cst.Attribute)
-                and f".{node.func.attr.value}()" == op
-                and _plain_args(node, 1)
-            ):
+            if isinstance(node.func, cst.Attribute) and f".{node.func.attr.value}()" == op and _plain_args(node, 1):
                 site = _Site(
                     index,
                     diag,
@@ -131,11 +123,7 @@ def _site(ctx: FixContext, index: int, diag: Diagnostic) -> _Site | None:
         leaf = op.rsplit(".", 1)[-1]
         for node in file.nodes_at(diag.span, (cst.Call,)):
             name = get_full_name_for_node(node.func) or ""
-            if (
-                leaf in _FUNCTIONS
-                and name.rsplit(".", 1)[-1] == leaf
-                and _fixable_call(node, _FUNCTIONS[leaf])
-            ):
+            if leaf in _FUNCTIONS and name.rsplit(".", 1)[-1] == leaf and _fixable_call(node, _FUNCTIONS[leaf]):
                 method = _FUNCTIONS[leaf]
                 if method == "cat":
                     site = _Site(index, diag, None, "cat", None, node, func_only=True)
@@ -152,11 +140,7 @@ def _site(ctx: FixContext, index: int, diag: Diagnostic) -> _Site | None:
     if site is None:
         return None
     site.cls = file.enclosing_class(site.replace)
-    if (
-        site.cls is None
-        or file.enclosing_function(site.replace) is None
-        or "__init__" not in methods(site.cls)
-    ):
+    if site.cls is None or file.enclosing_function(site.replace) is None or "__init__" not in methods(site.cls):
         return None
     if site.method in ("add", "mul") and site.args is not None:
         _scalar(ctx, site)
@@ -222,9 +206,7 @@ def _add_relu(ctx: FixContext, site: _Site) -> None:
         return
     assign = nxt.body[0]
     if not (
-        isinstance(assign, cst.Assign)
-        and len(assign.targets) == 1
-        and file.code(assign.targets[0].target) == target
+        isinstance(assign, cst.Assign) and len(assign.targets) == 1 and file.code(assign.targets[0].target) == target
     ):
         return
     call = assign.value
@@ -241,9 +223,7 @@ def _add_relu(ctx: FixContext, site: _Site) -> None:
     if relu:
         site.method, site.until = "add_relu", nxt
         site.assign_to = target
-        site.replace = (
-            small if site.replace is not small and isinstance(small, cst.AugAssign) else site.replace
-        )
+        site.replace = small if site.replace is not small and isinstance(small, cst.AugAssign) else site.replace
         if isinstance(small, cst.Assign):
             site.replace = small
 

@@ -112,11 +112,7 @@ class FileText:
         return self.ancestor(node, cst.ClassDef)
 
     def statement_of(self, node: cst.CSTNode) -> cst.SimpleStatementLine | None:
-        return (
-            node
-            if isinstance(node, cst.SimpleStatementLine)
-            else self.ancestor(node, cst.SimpleStatementLine)
-        )
+        return node if isinstance(node, cst.SimpleStatementLine) else self.ancestor(node, cst.SimpleStatementLine)
 
     @cached_property
     def classes(self) -> list[ClassSite]:

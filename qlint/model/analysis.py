@@ -251,9 +251,7 @@ class QGraph:
             facts.input_kinds = tuple(self.facts(n.name).kind for n in node.all_input_nodes)
             if node.op == "placeholder":
                 facts.value = self._placeholder_value(node, placeholders)
-                facts.kind = (
-                    Kind.FLOAT if _holds(facts.value, Kind.FLOAT) or facts.value is _UNKNOWN else Kind.NONE
-                )
+                facts.kind = Kind.FLOAT if _holds(facts.value, Kind.FLOAT) or facts.value is _UNKNOWN else Kind.NONE
                 placeholders += 1
             elif node.op == "get_attr":
                 facts.value = _fetch(self.root, node.target)
@@ -301,9 +299,7 @@ class QGraph:
         elif known:
             self._execute(facts, lambda: module(*args, **kwargs))
         first = self.facts(node.all_input_nodes[0].name).kind if node.all_input_nodes else Kind.UNKNOWN
-        facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(
-            node.target
-        )
+        facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(node.target)
         if isinstance(module, QuantStub):
             facts.kind = Kind.QUANT if facts.swapped else first
         elif isinstance(module, DeQuantStub):
@@ -338,9 +334,7 @@ class QGraph:
                 ("op", node.op, node.target, self._signature(node)), lambda: self._probe_function(node)
             )
             facts.quantized_support, facts.probe_error = ok, error
-            facts.kind = (
-                Kind(out) if ok else (Kind.QUANT if ok is False else self._guess_kind(node, Kind.QUANT))
-            )
+            facts.kind = Kind(out) if ok else (Kind.QUANT if ok is False else self._guess_kind(node, Kind.QUANT))
         elif facts.value is not _UNKNOWN:
             facts.kind = _kind_from_value(facts.value)
         else:
@@ -464,9 +458,7 @@ def _last_return(function) -> fr.Frame | None:
     last = max(returns, key=lambda n: (n.lineno, n.col_offset))
     line = start + last.lineno - 1
     end_line = start + (last.end_lineno or last.lineno) - 1
-    return fr.Frame(
-        path, line, last.col_offset + indent, end_line, (last.end_col_offset or 0) + indent, "forward"
-    )
+    return fr.Frame(path, line, last.col_offset + indent, end_line, (last.end_col_offset or 0) + indent, "forward")
 
 
 def analyze(module: nn.Module, spec: ModelSpec, settings: Settings, checked: tuple[str, ...] = ()) -> QGraph:

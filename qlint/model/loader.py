@@ -82,9 +82,7 @@ def import_user_file(path: str) -> ModuleType:
     """Import ``path`` as a module with its folder on sys.path; QL001 (UserCodeError) if it raises."""
     name, root = _module_name(path)
     existing = sys.modules.get(name)
-    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") != os.path.abspath(
-        path
-    ):
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") != os.path.abspath(path):
         name = f"_qlint_user_{abs(hash(os.path.abspath(path)))}"
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -108,9 +106,7 @@ def import_user_file(path: str) -> ModuleType:
             if isinstance(exc, ImportError)
             else 'qlint imports the file as a module: keep scripts under `if __name__ == "__main__":`'
         )
-        raise UserCodeError(
-            Diagnostic("QL001", f"importing the file raised {describe(exc)}; {hint}", span)
-        ) from None
+        raise UserCodeError(Diagnostic("QL001", f"importing the file raised {describe(exc)}; {hint}", span)) from None
     return module
 
 

@@ -19,8 +19,7 @@ def _fix(fix: Fix | None) -> dict[str, object] | None:
         "applicability": fix.applicability.value,
         "message": fix.message,
         "edits": [
-            {"content": e.content, "location": _point(*e.start), "end_location": _point(*e.end)}
-            for e in fix.edits
+            {"content": e.content, "location": _point(*e.start), "end_location": _point(*e.end)} for e in fix.edits
         ],
     }
 
@@ -51,6 +50,4 @@ def diagnostic_to_dict(diag: Diagnostic) -> dict[str, object]:
 
 def render_json(diagnostics: Sequence[Diagnostic]) -> str:
     """A JSON array, one object per diagnostic; keys sorted (as ruff prints them), indent 2."""
-    return json.dumps(
-        [diagnostic_to_dict(d) for d in diagnostics], indent=2, sort_keys=True, ensure_ascii=False
-    )
+    return json.dumps([diagnostic_to_dict(d) for d in diagnostics], indent=2, sort_keys=True, ensure_ascii=False)

@@ -44,9 +44,7 @@ def render_text(
     _emit(lines, color=color, out=out)
 
 
-def render_summary(
-    diagnostics: Sequence[Diagnostic], *, color: bool, out: TextIO, files_checked: int
-) -> None:
+def render_summary(diagnostics: Sequence[Diagnostic], *, color: bool, out: TextIO, files_checked: int) -> None:
     """Print ``Found N problems (...) in M files.`` and the fixable hint, or ``All checks passed!``.
 
     ``M`` counts the distinct files that have diagnostics; ``files_checked`` is accepted for the
@@ -79,9 +77,7 @@ def render_summary(
         lines.append([("[*]", "cyan"), (f" {safe} fixable with `qlint check --fix`{more}.", None)])
     elif unsafe:
         hidden = "fix is" if unsafe == 1 else "fixes are"
-        hint = (
-            f"No safe fixes available ({unsafe} {hidden} available with `qlint check --fix --unsafe-fixes`)."
-        )
+        hint = f"No safe fixes available ({unsafe} {hidden} available with `qlint check --fix --unsafe-fixes`)."
         lines.append([(hint, None)])
     _emit(lines, color=color, out=out)
 

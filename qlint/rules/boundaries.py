@@ -56,9 +56,7 @@ def ops(qg) -> Iterator[Diagnostic]:
         if Kind.QUANT not in facts.input_kinds:
             continue
         if facts.op == "call_module" and not facts.swapped and facts.quantized_support is False:
-            island = (
-                "" if qg.quantized_by_qconfig(facts.module) else " (its qconfig is None, so it stays float)"
-            )
+            island = "" if qg.quantized_by_qconfig(facts.module) else " (its qconfig is None, so it stays float)"
             yield qg.diagnostic(
                 "QL105",
                 f"`{qg.full(facts.module)}` ({_name(facts)}) has no quantized kernel{island} but receives a quantized "

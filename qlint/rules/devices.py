@@ -65,9 +65,7 @@ def _cuda_move(call: cst.Call, cuda_names: set[str]) -> bool:
         return True
     if attr == "to":
         return any(
-            _is_cuda_expr(a.value, cuda_names)
-            for a in call.args
-            if a.keyword is None or a.keyword.value == "device"
+            _is_cuda_expr(a.value, cuda_names) for a in call.args if a.keyword is None or a.keyword.value == "device"
         )
     return False
 
@@ -102,8 +100,7 @@ def _model_code(index, cuda_names: set[str]) -> Iterator[Diagnostic]:
                 what = "`.cuda()`" if site.attr == "cuda" else "`.to(<cuda>)`"
                 message = f"{what} in {where}: a quantized model runs on the CPU only; use the input's device"
             elif any(
-                a.keyword and a.keyword.value == "device" and _is_cuda_expr(a.value, cuda_names)
-                for a in call.args
+                a.keyword and a.keyword.value == "device" and _is_cuda_expr(a.value, cuda_names) for a in call.args
             ):
                 message = f"`device=<cuda>` in {where}: a quantized model runs on the CPU only; use `device=x.device`"
             elif site.name.startswith("torch.cuda.") and site.attr not in HARMLESS_CUDA_QUERIES:
@@ -143,9 +140,7 @@ class _CudaScan(PipelineScan):
                     f"use `convert({model.value}.cpu())`",
                     call,
                 )
-            if any(a.keyword and a.keyword.value == "inplace" for a in call.args) and isinstance(
-                model, cst.Name
-            ):
+            if any(a.keyword and a.keyword.value == "inplace" for a in call.args) and isinstance(model, cst.Name):
                 self.converted.add(model.value)
         elif _cuda_move(call, self.cuda_names) and obj is not None:
             if (isinstance(obj, cst.Name) and obj.value in self.converted) or (
@@ -176,9 +171,7 @@ class _CudaScan(PipelineScan):
 
     def _assign(self, target: str, value: cst.Call) -> None:
         inner = value
-        while (
-            isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and not _is_convert(inner)
-        ):
+        while isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and not _is_convert(inner):
             if _cuda_move(inner, self.cuda_names):
                 self.on_cuda[target] = True
                 self.converted.discard(target)

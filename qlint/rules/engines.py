@@ -90,9 +90,7 @@ def qconfig_engine_mismatch(index) -> Iterator[Diagnostic]:
         else:
             continue
         engine = "/".join(sorted({e for e, _ in engines})) if engines else host
-        effect = _MISMATCH_EFFECT.get(
-            (ENGINE_FAMILY[backend], ENGINE_FAMILY[engines[0][0] if engines else host]), ""
-        )
+        effect = _MISMATCH_EFFECT.get((ENGINE_FAMILY[backend], ENGINE_FAMILY[engines[0][0] if engines else host]), "")
         yield index.diagnostic(
             "QL402",
             f"{call} builds observers for the {backend} engine, but `torch.backends.quantized.engine` "
@@ -180,9 +178,7 @@ def deprecated_namespace(index) -> Iterator[Diagnostic]:
             "QL405",
             f"`{shown}` is a deprecated alias kept for backward compatibility: use `{new}`",
             node,
-        ).with_changes(
-            fix=Fix(Applicability.SAFE, f"Use `{new}`", (Edit(new, (span.line, span.col), span.end),))
-        )
+        ).with_changes(fix=Fix(Applicability.SAFE, f"Use `{new}`", (Edit(new, (span.line, span.col), span.end),)))
 
 
 _OLD_NAMESPACE_TEXT = re.compile(
@@ -202,10 +198,7 @@ class _NamespaceFinder(cst.CSTVisitor):
         name = get_full_name_for_node(node)
         if name in DEPRECATED_NAMESPACES:
             self.found.append((node, name))
-        if (
-            isinstance(node.value, cst.Attribute)
-            and get_full_name_for_node(node.value) in DEPRECATED_NAMESPACES
-        ):
+        if isinstance(node.value, cst.Attribute) and get_full_name_for_node(node.value) in DEPRECATED_NAMESPACES:
             self.following.setdefault(id(node.value), set()).add(node.attr.value)
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:

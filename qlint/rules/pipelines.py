@@ -124,9 +124,7 @@ class _WorkflowScan(PipelineScan):
         model = self._model_of(obj) if obj is not None else None
         if model is not None and attr in ("eval", "train"):
             train_arg = argument(call, 0, "mode")
-            to_train = attr == "train" and not (
-                isinstance(train_arg, cst.Name) and train_arg.value == "False"
-            )
+            to_train = attr == "train" and not (isinstance(train_arg, cst.Name) and train_arg.value == "False")
             mode = "train" if to_train else "eval"
             if set(self.branch) <= set(model.branch):
                 model.mode = mode
@@ -237,11 +235,7 @@ class _WorkflowScan(PipelineScan):
     def _fuse(self, call: cst.Call) -> None:
         arg = argument(call, 0, "model")
         model = self._model_of(arg) or self._model_of_root(arg)
-        if (
-            model is None
-            or model.mode != "train"
-            or not _may_fuse_batchnorm(argument(call, 1, "modules_to_fuse"))
-        ):
+        if model is None or model.mode != "train" or not _may_fuse_batchnorm(argument(call, 1, "modules_to_fuse")):
             return
         model.fused_in_train.append(call)
         self._remember(model)
@@ -251,9 +245,7 @@ class _WorkflowScan(PipelineScan):
     def _fused_in_train(self, call: cst.Call, qat_next: bool) -> Diagnostic:
         model = _shown(argument(call, 0, "model"))
         if qat_next:
-            advice = (
-                "for QAT, fuse with `fuse_modules_qat` (it keeps BatchNorm trainable) before `prepare_qat`"
-            )
+            advice = "for QAT, fuse with `fuse_modules_qat` (it keeps BatchNorm trainable) before `prepare_qat`"
         else:
             advice = "call `.eval()` first for post-training quantization, or use `fuse_modules_qat` for QAT"
         return self._diag(
@@ -275,17 +267,13 @@ class _WorkflowScan(PipelineScan):
             inner += nested
             modes |= {m.mode for m in nested} if nested else {None}
         mode = "train" if "train" in modes or not modes else (None if None in modes else "eval")
-        model = _Model(
-            mode=mode, contains_qat=any(m.qat or m.contains_qat for m in inner), branch=self.branch
-        )
+        model = _Model(mode=mode, contains_qat=any(m.qat or m.contains_qat for m in inner), branch=self.branch)
         self.made[id(call)] = model
         self._remember(model)
 
     def _calibration(self, call: cst.Call) -> None:
         """Mark prepared models that ``call`` runs (directly, or through a function it is given)."""
-        for model in {
-            id(m): m for m in self.models.values() if m.prepared is not None and not m.calibrated
-        }.values():
+        for model in {id(m): m for m in self.models.values() if m.prepared is not None and not m.calibrated}.values():
             names = {n for n, m in self.models.items() if m is model}
             func = call.func
             through: str | None = None
@@ -379,11 +367,7 @@ class _WorkflowScan(PipelineScan):
             return self.qconfig_names[expr.value]
         if isinstance(expr, cst.Call) and callee_attr(expr) == "QConfig":
             text = self.index.module.code_for_node(expr).lower()
-            return (
-                "qat"
-                if "fakequant" in text or "fake_quant" in text
-                else ("ptq" if "observer" in text else None)
-            )
+            return "qat" if "fakequant" in text or "fake_quant" in text else ("ptq" if "observer" in text else None)
         name = callee_attr(expr) if isinstance(expr, cst.Call) else (get_full_name_for_node(expr) or "")
         name = name.rsplit(".", 1)[-1].lower()
         if "qconfig" not in name:

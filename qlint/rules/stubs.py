@@ -26,9 +26,7 @@ def stub_outside_model(index) -> Iterator[Diagnostic]:
     if not calls_any(index, STUBS):
         return
     scopes = fact(index, _StubScopes)
-    in_forward = {
-        id(index.classes[cls].methods[m]) for cls in index.module_classes for m in index.forward_closure(cls)
-    }
+    in_forward = {id(index.classes[cls].methods[m]) for cls in index.module_classes for m in index.forward_closure(cls)}
     for chain, call in scopes.calls:
         func = call.func
         if isinstance(func, cst.Call) and callee_attr(func) in STUBS:
@@ -40,9 +38,7 @@ def stub_outside_model(index) -> Iterator[Diagnostic]:
         inside = any(id(scope) in in_forward for scope in chain)
         what = f"`{name}` ({kind})" if name else f"a {kind} built on the spot"
         effect = "its input stays float" if kind == "QuantStub" else "its input stays quantized"
-        where = (
-            "inside `forward`, but it is not a submodule" if inside else "outside any nn.Module's `forward`"
-        )
+        where = "inside `forward`, but it is not a submodule" if inside else "outside any nn.Module's `forward`"
         yield index.diagnostic(
             "QL107",
             f"{what} is called {where}: `prepare`/`convert` never see it, so it stays an identity and "
@@ -106,9 +102,7 @@ class _StubScopes(cst.CSTVisitor):
 @source_rule("QL106")
 def floatfunctional_in_forward(index) -> Iterator[Diagnostic]:
     for cls, info in index.module_classes.items():
-        if not any(
-            site.attr == "FloatFunctional" for site in index.calls_in(cls, index.forward_closure(cls))
-        ):
+        if not any(site.attr == "FloatFunctional" for site in index.calls_in(cls, index.forward_closure(cls))):
             continue
         taken = _self_attributes(info.node) | set(info.methods) | _MODULE_ATTRIBUTES
         insertion = _init_insertion(index, info)

@@ -84,9 +84,7 @@ class SourceIndex:
                 continue
             reached.add(name)
             todo.extend(
-                c.attr
-                for c in self.calls
-                if c.cls == cls and c.function == name and c.name == f"self.{c.attr}"
+                c.attr for c in self.calls if c.cls == cls and c.function == name and c.name == f"self.{c.attr}"
             )
         return reached
 

@@ -41,9 +41,7 @@ def small_statements(nodes: Sequence[cst.CSTNode]) -> Iterator[cst.BaseSmallStat
     return (small for small, _ in walk(nodes))
 
 
-def walk(
-    nodes: Sequence[cst.CSTNode], branch: Branch = ()
-) -> Iterator[tuple[cst.BaseSmallStatement, Branch]]:
+def walk(nodes: Sequence[cst.CSTNode], branch: Branch = ()) -> Iterator[tuple[cst.BaseSmallStatement, Branch]]:
     """``small_statements`` with the arms of ``if``/``elif``/``else`` and ``match`` each lies in
     (``if __name__ == "__main__":`` is not a branch)."""
     for node in nodes:
@@ -77,9 +75,7 @@ def exclusive(a: Branch, b: Branch) -> bool:
 
 def _is_main_guard(node: cst.If) -> bool:
     test = node.test
-    return (
-        isinstance(test, cst.Comparison) and isinstance(test.left, cst.Name) and test.left.value == "__name__"
-    )
+    return isinstance(test, cst.Comparison) and isinstance(test.left, cst.Name) and test.left.value == "__name__"
 
 
 def _headers(node: cst.CSTNode) -> list[cst.BaseExpression]:
