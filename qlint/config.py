@@ -61,6 +61,17 @@ class Settings:
         return tuple(out)
 
 
+def with_pragmas(settings: Settings, source) -> Settings:
+    """``settings`` for one SourceFile: its ``# qlint: input-shape`` unless ``--input-shape`` was given."""
+    pragmas = source.pragma_values("input-shape")
+    if not pragmas or settings.input_shape_from_cli:
+        return settings
+    try:
+        return replace(settings, input_shape=parse_shape(pragmas[0].value))
+    except ConfigError:
+        return settings
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """``1x3x224x224`` (or ``1,3,224,224``) -> ``(1, 3, 224, 224)``."""
     parts = [p for p in re.split(r"[x,\s]+", text.strip().lower()) if p]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from qlint.config import ConfigError, Settings, clear_cache, load_settings, parse_shape
+from qlint.config import Settings, clear_cache, load_settings, with_pragmas
 from qlint.diagnostics import Diagnostic
 from qlint.rules import registry
 from qlint.source.file import SourceFile, UnreadableFile
@@ -69,6 +69,7 @@ def check_file(path: str, settings: Settings, checked: tuple[str, ...] = ()) -> 
 def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...]) -> list[Diagnostic]:
     """All diagnostics for one file, suppressed, filtered, deduplicated and sorted."""
     enabled = settings.enabled_codes(source.path)
+    models = None  # the analysed models, when the graph path ran: the fixers reuse them
     if not source.ok:
         found = [source.syntax_error]
     else:
@@ -76,10 +77,11 @@ def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...
         if not settings.no_graph and "torch" in source.text and _wants_graph(enabled):
             from qlint.model.check import graph_diagnostics
 
-            found += graph_diagnostics(source, _file_settings(source, settings), enabled, checked)
+            graph_found, models = graph_diagnostics(source, with_pragmas(settings, source), enabled, checked)
+            found += graph_found
     from qlint.fix.attach import attach_fixes  # fills Diagnostic.fix where a fixer can repair it
 
-    return attach_fixes(finalize(found, source, enabled), source, settings, checked)
+    return attach_fixes(finalize(found, source, enabled), source, settings, checked, models)
 
 
 def _wants_graph(enabled: frozenset[str]) -> bool:
@@ -99,17 +101,6 @@ def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Dia
     except Exception:  # noqa: BLE001 - libcst may lag behind the newest syntax; ast accepted the file
         return []
     return registry.run(rules, index, enabled)
-
-
-def _file_settings(source: SourceFile, settings: Settings) -> Settings:
-    """Apply the file's ``# qlint: input-shape = ...`` unless the command line gave one."""
-    pragmas = source.pragma_values("input-shape")
-    if pragmas and not settings.input_shape_from_cli:
-        try:
-            return replace(settings, input_shape=parse_shape(pragmas[0].value))
-        except ConfigError:
-            return settings
-    return settings
 
 
 def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:

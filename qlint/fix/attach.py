@@ -29,8 +29,12 @@ def attach_fixes(
     source: SourceFile,
     settings: Settings | None = None,
     checked: tuple[str, ...] = (),
+    models: list | None = None,
 ) -> list[Diagnostic]:
-    """``diagnostics`` with ``fix`` set where a fix exists (graph fixes need ``settings``)."""
+    """``diagnostics`` with ``fix`` set where a fix exists.
+
+    Graph fixes need ``settings``, and use ``models`` (the check's analysed models) when given.
+    """
     import importlib
 
     out = list(diagnostics)
@@ -47,7 +51,7 @@ def attach_fixes(
     from qlint.fix.context import FixContext
 
     try:
-        ctx = FixContext(source, settings, checked)
+        ctx = FixContext(source, settings, checked, models)
     except Exception:  # noqa: BLE001 - libcst may not parse what ast accepted: no fixes then
         return out
     for name, items in wanted.items():

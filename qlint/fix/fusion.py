@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix
 from qlint.fix.common import torch_name
-from qlint.fix.context import FixContext, ModelInfo
+from qlint.fix.context import FixContext
 from qlint.fix.source import body_statements, methods, parameters
+
+if TYPE_CHECKING:
+    from qlint.model.check import CheckedModel
 
 LINE_LENGTH = 110
 
@@ -37,7 +41,7 @@ class _Owner:
 
 def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix]:
     out: dict[int, Fix] = {}
-    groups: dict[int, tuple[ModelInfo, list[int]]] = {}
+    groups: dict[int, tuple[CheckedModel, list[int]]] = {}
     for index, diag in items:
         info = ctx.model_for(diag)
         if info is not None:
@@ -50,7 +54,7 @@ def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix
     return out
 
 
-def _chains(info: ModelInfo) -> list[tuple[str, ...]]:
+def _chains(info: CheckedModel) -> list[tuple[str, ...]]:
     from qlint.model.analysis import site_counts
     from qlint.rules.fusion import unfused
 
@@ -68,7 +72,7 @@ def _parent(name: str) -> str:
     return name.rpartition(".")[0]
 
 
-def _model_fix(ctx: FixContext, info: ModelInfo) -> Fix | None:
+def _model_fix(ctx: FixContext, info: CheckedModel) -> Fix | None:
     root = info.model
     root_node = ctx.class_node(type(root))
     chains = _chains(info)

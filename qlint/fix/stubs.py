@@ -10,18 +10,23 @@ QuantStub at all (a float island that forgets to re-quantize is not a boundary p
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import libcst as cst
 
 from qlint.diagnostics import Applicability, Diagnostic, Fix
 from qlint.fix.common import declare, stub_names
-from qlint.fix.context import FixContext, ModelInfo
+from qlint.fix.context import FixContext
 from qlint.fix.source import first_real_statement, free_name, methods, self_attributes
+
+if TYPE_CHECKING:
+    from qlint.model.check import CheckedModel
 
 
 def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix]:
     out: dict[int, Fix] = {}
     by_model: dict[int, list[tuple[int, Diagnostic]]] = {}
-    infos: dict[int, ModelInfo] = {}
+    infos: dict[int, CheckedModel] = {}
     for index, diag in items:
         info = ctx.model_for(diag)
         if info is not None and info.root_graph is not None:
@@ -35,7 +40,7 @@ def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix
     return out
 
 
-def _model_fix(ctx: FixContext, info: ModelInfo, codes: set[str]) -> Fix | None:
+def _model_fix(ctx: FixContext, info: CheckedModel, codes: set[str]) -> Fix | None:
     from torch.ao.quantization import DeQuantStub, QuantStub
 
     qg = info.root_graph

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from qlint.config import Settings
 from qlint.diagnostics import Diagnostic
@@ -16,21 +16,38 @@ from qlint.source.file import SourceFile
 MAX_SUBROOTS = 12
 
 
+@dataclass
+class CheckedModel:
+    """A root model of the file with its QGraphs (the root's own first, when it traced)."""
+
+    spec: loader.ModelSpec
+    model: object  # nn.Module
+    graphs: list[QGraph] = field(default_factory=list)
+
+    @property
+    def root_graph(self) -> QGraph | None:
+        return next((g for g in self.graphs if not g.prefix), None)
+
+
+def load_models(
+    source: SourceFile, settings: Settings, checked: tuple[str, ...]
+) -> tuple[list[CheckedModel], list[Diagnostic]]:
+    """Build and analyse the file's root models once; QL001/QL002 for what could not be."""
+    roots, found = loader.build_roots(source.path, settings, source)
+    models = [CheckedModel(spec, model, analyses(spec, model, settings, checked, found)) for spec, model in roots]
+    return models, found
+
+
 def graph_diagnostics(
     source: SourceFile, settings: Settings, enabled: frozenset[str], checked: tuple[str, ...]
-) -> list[Diagnostic]:
-    specs, found, _ = loader.find_models(source.path, settings, source)
-    built = []
-    for spec in specs:
-        try:
-            built.append((spec, loader.build(spec)))
-        except loader.UserCodeError as err:
-            found.append(err.diagnostic)
+) -> tuple[list[Diagnostic], list[CheckedModel]]:
+    """The graph rules' findings, and the analysed models (the fixers reuse them)."""
+    models, found = load_models(source, settings, checked)
     rules = registry.load_graph_rules()
-    for spec, model in loader.select_roots(built):
-        for qgraph in analyses(spec, model, settings, checked, found):
+    for checked_model in models:
+        for qgraph in checked_model.graphs:
             found.extend(registry.run(rules, qgraph, enabled))
-    return found
+    return found, models
 
 
 def analyses(spec, model, settings: Settings, checked: tuple[str, ...], found: list[Diagnostic]) -> list[QGraph]:

@@ -268,6 +268,20 @@ def _build_failure(spec: ModelSpec, exc: BaseException) -> Diagnostic:
     )
 
 
+def build_roots(
+    path: str, settings: Settings, source: SourceFile | None = None, device: str = "meta"
+) -> tuple[list[tuple[ModelSpec, object]], list[Diagnostic]]:
+    """Find, build and keep the root models of ``path``; QL001 diagnostics for what could not be built."""
+    specs, found, _ = find_models(path, settings, source)
+    built = []
+    for spec in specs:
+        try:
+            built.append((spec, build(spec, device)))
+        except UserCodeError as err:
+            found.append(err.diagnostic)
+    return select_roots(built), found
+
+
 def select_roots(built: list[tuple[ModelSpec, object]]) -> list[tuple[ModelSpec, object]]:
     """Drop models whose class is a submodule of another found model: they are checked through it.
 

@@ -54,16 +54,9 @@ def load_targets(path: str, settings: Settings | None, exprs: Sequence[str] = ()
     settings = settings or Settings.default()
     if exprs:
         settings = replace(settings, model_exprs=tuple(exprs))
-    specs, diags, _ = loader.find_models(path, settings)
-    if diags and not specs:
+    roots, diags = loader.build_roots(path, settings, device="cpu")
+    if diags and not roots:
         raise BadInput("; ".join(f"{d.span}: {d.code} {d.message}" for d in diags))
-    built = []
-    for spec in specs:
-        try:
-            built.append((spec, loader.build(spec, device="cpu")))
-        except loader.UserCodeError as err:
-            raise BadInput(f"{err.diagnostic.span}: {err.diagnostic.code} {err.diagnostic.message}") from None
-    roots = loader.select_roots(built)
     if not roots:
         raise BadInput(f"{path}: no model found; add a `# qlint: model = Net()` comment or pass --model EXPR")
     return [
