@@ -163,27 +163,16 @@ def _assign(ctx: FixContext, owner: _Owner, modules: dict, by_instance: dict) ->
 
 
 def _handled_by_existing(modules: dict, instances: list[str], per: dict) -> dict[str, set] | None:
-    import torch.nn as nn
-
-    from qlint.model.loader import quiet
+    """Per instance, the chains its existing ``fuse_model()`` already fuses (QL201's own test, on a copy)."""
+    from qlint.rules.fusion import fused_away, fused_copy
 
     handled: dict[str, set] = {}
     for path in instances:
-        try:
-            with quiet():
-                clone = copy.deepcopy(modules[path])
-                clone.eval()
-                clone.fuse_model()
-        except Exception:  # noqa: BLE001 - the user's fuse_model may raise anything
+        clone, error = fused_copy(modules[path])
+        if clone is None:
             return None
-        for chain in per[path]:
-            try:
-                fused = isinstance(clone.get_submodule(chain[-1]), nn.Identity)
-            except AttributeError:
-                fused = True
-            if fused:
-                handled.setdefault(path, set()).add(chain)
-    return handled
+        handled[path] = {chain for chain in per[path] if fused_away(clone, chain[-1])}
+    return {path: chains for path, chains in handled.items() if chains}
 
 
 def _mark_called(root, owners: dict[type, _Owner]) -> None:

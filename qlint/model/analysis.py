@@ -472,3 +472,14 @@ def analyze(module: nn.Module, spec: ModelSpec, settings: Settings, checked: tup
 def site_counts(qgraph: QGraph) -> Counter:
     """How many call nodes each module has (reuse detection)."""
     return Counter(f.module for _, f in qgraph.nodes() if f.module is not None)
+
+
+def analyze_module(module: nn.Module, settings: Settings | None = None) -> QGraph:
+    """A QGraph of a module on its own, outside any checked file (locations fall back to its class)."""
+    cls = type(module)
+    try:
+        path, line = inspect.getsourcefile(cls) or "<unknown>", inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        path, line = "<unknown>", 1
+    spec = ModelSpec(f"{cls.__name__}()", path, line, 1, lambda: module)
+    return analyze(module, spec, settings or Settings.default())

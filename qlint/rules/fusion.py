@@ -50,7 +50,7 @@ def _match(qg, start: str, pattern: tuple[type, ...]) -> list[str] | None:
     return chain
 
 
-def _fused_copy(root):
+def fused_copy(root):
     """The model after its own ``fuse_model()`` (on a copy), or (None, error text)."""
     from qlint.model.loader import describe, quiet
 
@@ -64,7 +64,8 @@ def _fused_copy(root):
         return None, describe(exc)
 
 
-def _fused_away(model, qualname: str) -> bool:
+def fused_away(model, qualname: str) -> bool:
+    """True when fusion replaced ``qualname`` by an Identity (conv+BN folds into a plain Conv)."""
     import torch.nn as nn
 
     try:
@@ -79,10 +80,10 @@ def unfused(qg) -> Iterator[Diagnostic]:
     if not chains:
         return
     has_fuse_model = callable(getattr(qg.root, "fuse_model", None))
-    fused, error = _fused_copy(qg.root) if has_fuse_model else (None, None)
+    fused, error = fused_copy(qg.root) if has_fuse_model else (None, None)
     for chain in chains:
         names = [qg.full(qg.facts(n).module) for n in chain]
-        if fused is not None and _fused_away(fused, qg.facts(chain[-1]).module):
+        if fused is not None and fused_away(fused, qg.facts(chain[-1]).module):
             continue  # fuse_model() fuses it: the chain's tail became an Identity
         types = " -> ".join(qg.facts(n).module_type.__name__ for n in chain)
         if has_fuse_model and error is None:

@@ -118,35 +118,16 @@ def run_tracked(model: nn.Module, phase: str, batches: Sequence[Batch]) -> None:
 
 
 def derived_fusion(model: nn.Module) -> list[list[str]]:
-    """Fusable chains found by an fx trace, with torch's own fuser patterns (no hand-written list)."""
-    from torch.ao.quantization.fuser_method_mappings import _DEFAULT_OP_LIST_TO_FUSER_METHOD
+    """The fusable chains qlint derives: QL201's own matcher (torch's fuser patterns) on the module's QGraph."""
+    from qlint.model.analysis import analyze_module
+    from qlint.model.trace import TraceFailure
+    from qlint.rules.fusion import fusion_chains
 
-    patterns = [p for p in _DEFAULT_OP_LIST_TO_FUSER_METHOD if all(isinstance(t, type) for t in p)]
-    patterns.sort(key=len, reverse=True)
     try:
         with quiet():
-            graph = torch.fx.symbolic_trace(model).graph
-    except Exception:
+            return fusion_chains(analyze_module(model))
+    except TraceFailure:
         return []
-    modules = dict(model.named_modules())
-    used: set[str] = set()
-    chains: list[list[str]] = []
-    for node in graph.nodes:
-        if node.op != "call_module" or node.target in used:
-            continue
-        for pattern in patterns:
-            chain, cur = [], node
-            for i, typ in enumerate(pattern):
-                if cur is None or cur.op != "call_module" or type(modules.get(cur.target)) is not typ:
-                    break
-                chain.append(cur.target)
-                nxt = list(cur.users)
-                cur = nxt[0] if len(nxt) == 1 and i + 1 < len(pattern) else None
-            if len(chain) == len(pattern) and not used.intersection(chain):
-                chains.append(chain)
-                used.update(chain)
-                break
-    return chains
 
 
 def fuse_eager(model: nn.Module) -> tuple[nn.Module, str]:
