@@ -85,9 +85,11 @@ def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...
 
 
 def _wants_graph(enabled: frozenset[str]) -> bool:
+    """A graph-basis code (QL001/QL002 come from building and tracing) or a registered graph rule."""
     from qlint.rules.catalog import RULES, Basis
 
-    return any(RULES[c].basis is Basis.GRAPH or c == "QL401" for c in enabled)
+    graph_rules = registry.load_graph_rules()  # torch-free: the rule modules import torch lazily
+    return any(RULES[c].basis is Basis.GRAPH or c in graph_rules for c in enabled)
 
 
 def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:

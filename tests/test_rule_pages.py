@@ -48,3 +48,9 @@ def test_example_triggers_and_use_instead_does_not(code, write, qlint_json):
     assert code in {d["code"] for d in diags}, f"{code}: the page's Example is not reported"
     _, diags = qlint_json(good, "--select", code)
     assert diags == [], f"{code}: the page's Use instead is reported: {diags}"
+
+
+def test_every_source_rule_declares_its_trigger_words():
+    from qlint.rules.registry import load_source_rules
+
+    assert {code: RULES[code].triggers for code in load_source_rules() if not RULES[code].triggers} == {}

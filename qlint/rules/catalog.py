@@ -35,7 +35,7 @@ class RuleInfo:
     basis: Basis
     summary: str
     fix: FixAvailability = FixAvailability.NONE
-    # source rules: words a file must contain for the rule to have anything to find (none: always run)
+    # source rules: words a file must contain for the rule to have anything to find (required for them)
     triggers: tuple[str, ...] = ()
 
     @property

@@ -61,16 +61,9 @@ def source_rules_wanted(enabled: frozenset[str], text: str) -> bool:
     """Whether any enabled source rule could fire on ``text``, by the catalog's trigger words.
 
     Decided before any rule module (and libcst) is imported: a file with nothing to find costs nothing.
+    Every source rule declares its trigger words (a test holds them to it).
     """
-    from qlint.rules.catalog import Basis
-
-    return any(
-        RULES[code].basis is Basis.SOURCE
-        and code != "QL000"  # the parser's, not a rule's
-        and (not RULES[code].triggers or any(t in text for t in RULES[code].triggers))
-        for code in enabled
-        if code in RULES
-    )
+    return any(code in RULES and any(t in text for t in RULES[code].triggers) for code in enabled)
 
 
 def run(rules: dict[str, Callable], subject: object, enabled: frozenset[str]) -> list[Diagnostic]:
