@@ -17,7 +17,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,51 +26,15 @@ from qlint.verify.calibrate import random_batches  # noqa: E402
 from qlint.verify.flows import fuse_eager, make_flow, quiet, usable_engines, use_engine  # noqa: E402
 
 
-class Seed001(nn.Module):
-    """Seed 001: quantizable MobileNetV3-Large (dilated=True, reduced_tail=True) + an LR-ASPP head."""
+def seed001() -> nn.Module:
+    """The seed-001 example itself (examples/seed001_lraspp.py): MobileNetV3 with dilated tail + LR-ASPP."""
+    import importlib.util
 
-    def __init__(self, num_classes: int = 21, inter_channels: int = 128) -> None:
-        super().__init__()
-        from torch.ao.quantization import DeQuantStub, QuantStub
-        from torchvision.models.quantization import mobilenet_v3_large
-
-        self.features = mobilenet_v3_large(weights=None, quantize=False, dilated=True, reduced_tail=True).features
-        stages = [0] + [i for i, b in enumerate(self.features) if getattr(b, "_is_cn", False)]
-        self.low_pos = stages[-3]
-        low, high = self.features[self.low_pos].out_channels, self.features[-1].out_channels
-        self.quant, self.dequant = QuantStub(), DeQuantStub()
-        self.cbr = nn.Sequential(
-            nn.Conv2d(high, inter_channels, 1, bias=False), nn.BatchNorm2d(inter_channels), nn.ReLU()
-        )
-        self.scale = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(high, inter_channels, 1, bias=False), nn.Sigmoid()
-        )
-        self.low_classifier = nn.Conv2d(low, num_classes, 1)
-        self.high_classifier = nn.Conv2d(inter_channels, num_classes, 1)
-        self.mul, self.add = nn.quantized.FloatFunctional(), nn.quantized.FloatFunctional()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        x = low = self.quant(x)
-        for i, block in enumerate(self.features):
-            x = block(x)
-            if i == self.low_pos:
-                low = x
-        y = self.mul.mul(self.cbr(x), self.scale(x))
-        y = F.interpolate(y, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        out = self.dequant(self.add.add(self.low_classifier(low), self.high_classifier(y)))
-        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-
-    def fuse_model(self) -> None:
-        from torchvision.ops.misc import Conv2dNormActivation
-
-        for m in self.modules():
-            if type(m) is Conv2dNormActivation:
-                names = ["0", "1"] + (["2"] if len(m) == 3 and type(m[2]) is nn.ReLU else [])
-                torch.ao.quantization.fuse_modules(m, names, inplace=True)
-            elif type(m).__name__ == "QuantizableSqueezeExcitation":
-                m.fuse_model()
-        torch.ao.quantization.fuse_modules(self.cbr, ["0", "1", "2"], inplace=True)
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "seed001_lraspp.py")
+    spec = importlib.util.spec_from_file_location("seed001_lraspp", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.QuantizableLRASPP()
 
 
 def _tv(name: str):
@@ -89,7 +52,7 @@ MODELS = {
     "mobilenet_v2": (_tv("mobilenet_v2"), 224),
     "mobilenet_v3_large": (_tv("mobilenet_v3_large"), 224),
     "shufflenet_v2_x1_0": (_tv("shufflenet_v2_x1_0"), 224),
-    "seed001": (Seed001, 512),
+    "seed001": (seed001, 512),
 }
 
 
