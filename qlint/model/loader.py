@@ -171,6 +171,16 @@ def _returns_module(func: Callable, namespace: dict) -> bool:
     return inspect.isclass(hint) and issubclass(hint, nn.Module)
 
 
+def _is_factory(obj: object, name: str, module: ModuleType) -> bool:
+    """A function of the file that builds a model with no arguments (by name or by return annotation)."""
+    return (
+        inspect.isfunction(obj)
+        and obj.__module__ == module.__name__
+        and (name in FACTORY_NAMES or _returns_module(obj, vars(module)))
+        and not _needs_arguments(obj)
+    )
+
+
 def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[ModelSpec], list[Diagnostic]]:
     import torch.nn as nn
 
@@ -182,6 +192,14 @@ def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[M
         for cls in classes.values()
         for name in ast.walk(cls)
         if isinstance(name, ast.Name) and name.id != cls.name
+    }
+    # a class a factory builds (``return Wrapper(vgg16())``) is checked through that factory
+    used_in_other_class |= {
+        name.id
+        for fname, fn in functions.items()
+        if _is_factory(getattr(module, fname, None), fname, module)
+        for name in ast.walk(fn)
+        if isinstance(name, ast.Name)
     }
     specs: list[ModelSpec] = []
     diagnostics: list[Diagnostic] = []
@@ -212,7 +230,7 @@ def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[M
                 )
         elif inspect.isfunction(obj) and name in functions and obj.__module__ == module.__name__:
             node = functions[name]
-            if (name in FACTORY_NAMES or _returns_module(obj, vars(module))) and not _needs_arguments(obj):
+            if _is_factory(obj, name, module):
                 specs.append(ModelSpec(f"{name}()", path, node.lineno, node.col_offset + 1, obj))
     return specs, diagnostics
 
