@@ -340,3 +340,61 @@ def test_rules_list_shows_fixable_rules(qlint):
     rules = {r["code"]: r["fix"] for r in json.loads(out)}
     assert code == 0
     assert {rules[c] for c in ("QL101", "QL102", "QL103", "QL104", "QL201", "QL202", "QL401")} == {"sometimes"}
+
+
+LIBRARY_MODEL = """
+import torch.nn as nn
+
+
+def build_model() -> nn.Module:
+    # the whole model comes from a library (here torch itself): no class of this file to edit
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+"""
+
+
+def test_library_model_is_wrapped_by_the_unsafe_fix_then_fused(write, qlint, qlint_json):
+    path = write("lib.py", LIBRARY_MODEL)
+    _, diags = qlint_json(path)
+    stub = next(d for d in diags if d["code"] == "QL101")
+    assert stub["fix"]["applicability"] == "unsafe" and "QuantizableSequential(QuantWrapper)" in stub["fix"]["message"]
+    code, out, _ = qlint("check", "--fix", path)  # safe only: the wrapper renames state_dict keys
+    assert code == 1 and "QuantWrapper" not in path.read_text()
+
+    code, out, err = qlint("check", "--fix", "--unsafe-fixes", path)
+    assert (code, err) == (0, ""), out + err
+    text = path.read_text()
+    assert "from torch.ao.quantization import QuantWrapper\n" in text
+    assert "class QuantizableSequential(QuantWrapper):" in text
+    assert 'fuse(self, [["module.0", "module.1", "module.2"]], inplace=True)' in text  # round 2: QL201's fix
+    assert "return QuantizableSequential(nn.Sequential(nn.Conv2d(3, 8, 3)," in text
+    assert "# the whole model comes from a library" in text
+    code, out, _ = qlint("check", "--fix", "--unsafe-fixes", path)
+    assert path.read_text() == text and "All checks passed!" in out
+
+    torch.manual_seed(0)
+    original = load(write("orig.py", LIBRARY_MODEL), "build_model()")
+    randomize_bn(original)
+    wrapped = load(path, "build_model()")
+    assert list(wrapped.state_dict()) == [f"module.{k}" for k in original.state_dict()]
+    wrapped.module.load_state_dict(original.state_dict())
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(original(x), wrapped(x))
+    db = eager_flow(wrapped, (2, 3, 16, 16))
+    assert db > 15, db
+
+
+def test_library_model_needing_library_edits_gets_no_wrapper(write, qlint_json):
+    path = write(
+        "tv.py",
+        """
+        import torchvision
+
+
+        def build_model():
+            return torchvision.models.resnet18(weights=None)
+        """,
+    )
+    _, diags = qlint_json(path, "--select", "QL1,QL2")
+    assert {"QL101", "QL103", "QL202"} <= {d["code"] for d in diags}
+    assert not [d for d in diags if d["fix"]]  # the adds and the shared ReLU live in torchvision: `qlint emit`

@@ -6,6 +6,13 @@ observes its own range), every returned quantized tensor dequantized. Stubs are 
 float and hold no state: the fix is safe.
 Offered only where it is exact: the root's class is in the file, QL101 only when the model has no
 QuantStub at all (a float island that forgets to re-quantize is not a boundary problem).
+
+A model whose class lives in a library (``torchvision.models.vgg16()``) but is built in the file gets
+a subclass of ``QuantWrapper`` written into the file, and the construction wrapped in it. That is
+unsafe: the state_dict keys gain the prefix ``module.``. It is offered only when stubs around the
+whole model are all the library code needs (one float input, one quantized output, no op that
+needs a FloatFunctional, no reused module); otherwise ``qlint emit`` writes a quantizable copy. The
+class gives later rounds a place for the model's ``fuse_model()`` (QL201's fix).
 """
 
 from __future__ import annotations
@@ -15,9 +22,13 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from qlint.diagnostics import Applicability, Diagnostic, Fix
-from qlint.fix.common import declare, stub_names
+from qlint.fix.common import declare, spelled, stub_names
 from qlint.fix.context import FixContext
 from qlint.fix.source import first_real_statement, free_name, methods, self_attributes
+
+QUANT_WRAPPER = ("torch.ao.quantization.QuantWrapper", "torch.quantization.QuantWrapper")
+# graph findings a wrapper cannot repair: they need edits inside the library's classes
+NEEDS_LIBRARY_EDITS = frozenset({"QL103", "QL104", "QL202"})
 
 if TYPE_CHECKING:
     from qlint.model.check import CheckedModel
@@ -44,6 +55,8 @@ def _model_fix(ctx: FixContext, info: CheckedModel, codes: set[str]) -> Fix | No
     from torch.ao.quantization import DeQuantStub, QuantStub
 
     qg = info.root_graph
+    if not ctx.defined_here(type(info.model)):
+        return _library_fix(ctx, info, codes)
     cls = ctx.class_node(type(info.model))
     if cls is None or "forward" not in methods(cls):
         return None
@@ -89,6 +102,98 @@ def _model_fix(ctx: FixContext, info: CheckedModel, codes: set[str]) -> Fix | No
     if returns:
         parts.append(f"dequantize the returned tensor{'s' if len(returns) > 1 else ''}")
     return Fix(Applicability.SAFE, "Add stubs: " + " and ".join(parts), tuple(edits))
+
+
+def _library_fix(ctx: FixContext, info: CheckedModel, codes: set[str]) -> Fix | None:
+    """Wrap the file's construction of a library model in a ``QuantWrapper`` subclass written here."""
+    from torch.ao.quantization import QuantStub
+
+    from qlint.rules import registry
+
+    model, qg = info.model, info.root_graph
+    if "QL101" not in codes or any(isinstance(m, QuantStub) for m in model.modules()):
+        return None
+    placeholders = [n for n, _ in qg.nodes("placeholder")]
+    if len(placeholders) != 1 or _float_inputs(qg) != [str(qg.fx_nodes[placeholders[0]].target)]:
+        return None
+    if _dequant_outputs(qg) != 1:
+        return None
+    if registry.run(registry.load_graph_rules(), qg, NEEDS_LIBRARY_EDITS):
+        return None
+    call = _construction_call(ctx, model)
+    if call is None:
+        return None
+    top = _top_statement(ctx, call)
+    taken = set(ctx.file.bound_names) | {c.name for c in ctx.file.classes} | _top_level_names(ctx)
+    name = free_name(f"Quantizable{type(model).__name__}", taken)
+    wrapper, edits = spelled(ctx, QUANT_WRAPPER, prefer_direct=True)
+    library = type(model).__module__.split(".")[0]
+    edits.append(
+        ctx.file.insert_lines_before(
+            top,
+            [
+                f"class {name}({wrapper}):",
+                f'    """{library}\'s `{type(model).__name__}` between a QuantStub and a DeQuantStub (eager-mode '
+                'quantization)."""',
+                "",
+                "",
+            ],
+            indent="",
+        )
+    )
+    edits.append(ctx.file.replace(call, f"{name}({ctx.file.code(call)})"))
+    return Fix(
+        Applicability.UNSAFE,
+        f"Wrap the {library} model in `{name}({wrapper})`, which quantizes its input and dequantizes its output "
+        "(state_dict keys gain the prefix `module.`)",
+        tuple(edits),
+    )
+
+
+def _construction_call(ctx: FixContext, model) -> cst.Call | None:
+    """The call of this file that built ``model`` (its recorded construction frame)."""
+    import os
+
+    from qlint.model import frames as fr
+
+    here = os.path.abspath(ctx.path)
+    frame = next((f for f in fr.construction_frames(model) if os.path.abspath(f.path) == here), None)
+    if frame is None:
+        return None
+    span = fr.display_span(frame, ctx.path)
+    found = [n for n in ctx.file.nodes_at(span, (cst.Call,)) if ctx.file.end(n) == span.end]
+    return found[0] if found else None
+
+
+def _top_statement(ctx: FixContext, node: cst.CSTNode) -> cst.CSTNode:
+    """The module-level statement that contains ``node``."""
+    current = node
+    while (parent := ctx.file.parents.get(current)) is not None and not isinstance(parent, cst.Module):
+        current = parent
+    return current
+
+
+def _top_level_names(ctx: FixContext) -> set[str]:
+    names: set[str] = set()
+    for stmt in ctx.file.module.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            names.add(stmt.name.value)
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.Assign):
+                    names.update(t.target.value for t in small.targets if isinstance(t.target, cst.Name))
+    return names
+
+
+def _dequant_outputs(qg) -> int:
+    """How many tensors the model returns (1 for a single quantized tensor; 0 for anything else)."""
+    import torch.fx as fx
+
+    from qlint.model.analysis import Kind
+
+    output = next(n for n, _ in qg.nodes("output"))
+    value = qg.fx_nodes[output].args[0]
+    return int(isinstance(value, fx.Node) and qg.facts(value.name).kind is Kind.QUANT)
 
 
 def _existing_attr(model, kind: type) -> str | None:

@@ -108,6 +108,7 @@ _RULES = [
         E,
         S,
         "a QuantStub/DeQuantStub is called outside the model",
+        fix=FixAvailability.SOMETIMES,
         triggers=("QuantStub",),
     ),
     RuleInfo(
@@ -156,6 +157,7 @@ _RULES = [
         E,
         S,
         "prepare then convert with no calibration in between",
+        fix=FixAvailability.SOMETIMES,
         triggers=("prepare",),
     ),
     RuleInfo(

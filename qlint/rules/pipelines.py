@@ -222,13 +222,16 @@ class _WorkflowScan(PipelineScan):
         model.pending_train = None
         step = "training or calibration" if model.qat else "calibration"
         prep = callee_attr(model.prepared)
-        yield self._diag(
+        prepare_line = self.index.span(model.prepared).line
+        yield self.index.diagnostic(
             "QL403",
             f"`{callee_attr(call)}` of {_shown(arg)} with no {step} since `{prep}` (line "
-            f"{self.index.span(model.prepared).line}): the observers never ran, so every scale and zero "
+            f"{prepare_line}): the observers never ran, so every scale and zero "
             "point is a default (garbage output, 'must run observer before calling calculate_qparams'); run "
             "representative batches through the prepared model first",
             call,
+            prepare_line=prepare_line,
+            qat=model.qat,
         )
         model.calibrated = True  # report an uncalibrated model once
 
