@@ -24,10 +24,40 @@ import torch
 import torch.nn as nn
 import torchvision
 from torch.ao.quantization import QuantStub
+from torch.ao.quantization import QuantWrapper
+
+
+class QuantizableVGG(QuantWrapper):
+    """torchvision's `VGG` between a QuantStub and a DeQuantStub (eager-mode quantization)."""
+
+    def fuse_model(self, is_qat: bool = False) -> None:
+        """Fuse Conv/BatchNorm/ReLU chains in place before prepare (eager mode); numerics unchanged."""
+        fuse = torch.ao.quantization.fuse_modules_qat if is_qat else torch.ao.quantization.fuse_modules
+        fuse(
+            self,
+            [
+                ["module.features.0", "module.features.1"],
+                ["module.features.2", "module.features.3"],
+                ["module.features.5", "module.features.6"],
+                ["module.features.7", "module.features.8"],
+                ["module.features.10", "module.features.11"],
+                ["module.features.12", "module.features.13"],
+                ["module.features.14", "module.features.15"],
+                ["module.features.17", "module.features.18"],
+                ["module.features.19", "module.features.20"],
+                ["module.features.21", "module.features.22"],
+                ["module.features.24", "module.features.25"],
+                ["module.features.26", "module.features.27"],
+                ["module.features.28", "module.features.29"],
+                ["module.classifier.0", "module.classifier.1"],
+                ["module.classifier.3", "module.classifier.4"],
+            ],
+            inplace=True,
+        )
 
 
 def build_model() -> nn.Module:
-    return torchvision.models.vgg16(weights=None).eval()
+    return QuantizableVGG(torchvision.models.vgg16(weights=None)).eval()
 
 
 def main():
@@ -41,10 +71,9 @@ def main():
 
     model.qconfig = torch.ao.quantization.default_qconfig
     model = torch.ao.quantization.prepare(model)
+    model(img)  # calibrate: run representative batches through the prepared model before convert
     model = torch.ao.quantization.convert(model)
 
-    quant = QuantStub()
-    img = quant(img)
     try:
         for loop in range(100):
             start = time.time()
