@@ -249,3 +249,32 @@ def test_relu6_rewrites_only_where_relu6_blocks_fusion():
     assert split_relu6(new, after_conv) == (new, 0)  # converged
     alone = nn.Sequential(nn.Linear(3, 3), nn.Hardswish(), nn.ReLU6())  # nothing to fuse it with
     assert blocking(alone) == [] and relu6_to_relu(text, alone) == (text, 0) == split_relu6(text, alone)
+
+
+@pytest.mark.parametrize(("name", "cls"), [("alexnet", "AlexNet"), ("vgg11_bn", "VGG")])
+def test_unsafe_fix_wraps_a_torchvision_model_which_then_converts(name, cls, write, qlint):
+    """The torchvision models whose only needs are stubs and fusion are fixed in place (no `emit`)."""
+    source = f"""
+        import torchvision
+        from torch import nn
+
+
+        def build_model() -> nn.Module:
+            return torchvision.models.{name}(weights=None).eval()
+        """
+    path = write(f"{name}.py", source)
+    code, out, err = qlint("check", "--fix", "--unsafe-fixes", path)
+    assert (code, err) == (0, ""), out
+    text = path.read_text()
+    assert f"class Quantizable{cls}(QuantWrapper):" in text and "def fuse_model(self" in text
+    torch.manual_seed(0)
+    original = load(write("orig.py", source), "build_model()")
+    randomize_bn(original)
+    wrapped = load(path, "build_model()")
+    wrapped.module.load_state_dict(original.state_dict(), strict=True)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(original(x), wrapped(x))
+    db = eager_flow(wrapped, (1, 3, 64, 64))
+    print(f"\n{name}: wrapped by `--fix --unsafe-fixes`, fused, converts, int8 SQNR {db:.1f} dB")
+    assert db > 15
