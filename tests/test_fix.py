@@ -398,3 +398,86 @@ def test_library_model_needing_library_edits_gets_no_wrapper(write, qlint_json):
     _, diags = qlint_json(path, "--select", "QL1,QL2")
     assert {"QL101", "QL103", "QL202"} <= {d["code"] for d in diags}
     assert not [d for d in diags if d["fix"]]  # the adds and the shared ReLU live in torchvision: `qlint emit`
+
+
+RELU6_NET = """
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(8, 8, 1),
+            nn.ReLU6(),
+        )
+        self.head = nn.ReLU6()  # after a ReLU6, not a conv: nothing to fuse, left alone
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.head(self.features(self.quant(x))))
+"""
+
+
+def test_relu6_blocking_fusion_becomes_relu_and_clamp(write, qlint, qlint_json):
+    path = write("mbv2ish.py", RELU6_NET)
+    _, diags = qlint_json(path, "--select", "QL201,QL205")
+    relu6 = [d for d in diags if d["code"] == "QL205"]
+    assert [d["module"] for d in relu6] == ["features.2", "features.4"]
+    assert all(d["fix"]["applicability"] == "safe" for d in relu6)
+    assert "after Conv2d -> BatchNorm2d blocks fusion" in relu6[0]["message"]
+
+    code, out, err = qlint("check", "--fix", "--select", "QL201,QL205", path)
+    assert (code, err) == (0, ""), out
+    text = path.read_text()
+    assert text.count("class ReLUClamp6(nn.Sequential):") == 1
+    assert "            ReLUClamp6(inplace=True),\n" in text and "            ReLUClamp6(),\n" in text
+    assert "self.head = nn.ReLU6()" in text  # blocks nothing: unchanged
+    assert '["features.0", "features.1", "features.2.0"],' in text and '["features.3", "features.4.0"],' in text
+    code, out, _ = qlint("check", "--fix", "--select", "QL201,QL205", path)
+    assert path.read_text() == text and "All checks passed!" in out
+
+    original, fixed = load(write("orig6.py", RELU6_NET)), load(path)
+    randomize_bn(original)
+    assert list(original.state_dict()) == list(fixed.state_dict())  # safe: same keys
+    fixed.load_state_dict(original.state_dict())
+    x = torch.randn(2, 3, 16, 16) * 8  # large enough for the clamp at 6 to matter
+    with torch.no_grad():
+        assert torch.equal(original(x), fixed(x))  # safe: the same numbers
+    db = eager_flow(fixed, (2, 3, 16, 16))
+    kinds = [type(m).__name__ for m in fixed.modules()]
+    assert kinds.count("ConvReLU2d") == 2 and "ReLU6" in kinds and db > 15, (kinds, db)
+
+
+def test_relu6_built_through_a_layer_argument_is_not_rewritten(write, qlint_json):
+    path = write(
+        "act.py",
+        """
+        import torch.nn as nn
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+        class ConvAct(nn.Sequential):
+            def __init__(self, act_layer):
+                super().__init__(nn.Conv2d(8, 8, 1), act_layer(inplace=True))
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.quant = QuantStub()
+                self.a = ConvAct(nn.ReLU6)
+                self.b = ConvAct(nn.Hardswish)  # the same call builds this one: renaming it would be wrong
+                self.dequant = DeQuantStub()
+
+            def forward(self, x):
+                return self.dequant(self.b(self.a(self.quant(x))))
+        """,
+    )
+    _, diags = qlint_json(path, "--select", "QL205")
+    assert [(d["code"], d["module"], d["fix"]) for d in diags] == [("QL205", "a.1", None)]

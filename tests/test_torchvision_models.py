@@ -77,6 +77,15 @@ def test_float_models_need_stubs_and_fusion(zoo, name):
     assert first["module"] == "features.0" if name == "vgg16" else "features.0.0"
 
 
+def test_float_mobilenet_v2_relu6_blocks_every_conv_bn_chain(zoo):
+    relu6 = [d for d in zoo["f_mobilenet_v2()"] if d["code"] == "QL205"]
+    # all 35 ReLU6 are built by one torchvision line (Conv2dNormActivation): reported once, at the first
+    assert len(relu6) == 1 and relu6[0]["module"] == "features.0.2"
+    assert relu6[0]["related"][0]["filename"] == "torchvision/ops/misc.py"
+    assert not [d for d in relu6 if d["fix"]]  # torchvision's code: `qlint emit` rewrites it
+    assert [d for name in QUANTIZABLE for d in zoo[f"q_{name}()"] if d["code"] == "QL205"] == []
+
+
 def test_detection_model_reports_trace_failure_and_checks_its_parts(zoo):
     diags = zoo["detector()"]
     ql002 = [d for d in diags if d["code"] == "QL002"]

@@ -19,6 +19,7 @@ FIXERS = {
     "QL107": "outside_stubs",
     "QL201": "fusion",
     "QL202": "reuse",
+    "QL205": "relu6",
     "QL401": "devices",
     "QL403": "calibration",
 }

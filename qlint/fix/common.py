@@ -68,3 +68,23 @@ def torch_name(ctx: FixContext) -> tuple[str, list[Edit]]:
         if origin == "torch":
             return bound, []
     return "torch", [ctx.file.import_edit("import torch")]
+
+
+def construction_call(ctx: FixContext, module, direct: bool = False) -> cst.Call | None:
+    """The call of this file that built ``module`` (its recorded construction frame).
+
+    ``direct``: only a call that constructs the module itself (``nn.ReLU6()``), not one that reaches
+    its constructor through library code (``torchvision.models.mobilenet_v2()``).
+    """
+    import os
+
+    from qlint.model import frames as fr
+
+    here = os.path.abspath(ctx.path)
+    frames = fr.construction_frames(module)
+    frame = next((f for f in frames if os.path.abspath(f.path) == here), None)
+    if frame is None or (direct and frame is not frames[0]):
+        return None
+    span = fr.display_span(frame, ctx.path)
+    found = [n for n in ctx.file.nodes_at(span, (cst.Call,)) if ctx.file.end(n) == span.end]
+    return found[0] if found else None

@@ -1,4 +1,4 @@
-"""ReLU6 where it blocks Conv-BN-ReLU fusion, in ``qlint emit``'s source (eager mode has no ReLU6 fuser).
+"""ReLU6 where it blocks Conv-BN-ReLU fusion (eager mode has no ReLU6 fuser): QL205's fix, and ``qlint emit``.
 
 A ReLU6 after a Conv/BatchNorm stays a separate int8 op, and the conv's output observer sees the
 pre-activation range (about half of the int8 steps spent on negatives the ReLU6 then zeroes).
@@ -7,12 +7,19 @@ pre-activation range (about half of the int8 steps spent on negatives the ReLU6 
   no parameters (state_dict keys unchanged), and the ReLU fuses with the Conv-BN; the clamp stays an op.
 - unsafe (``relu6_to_relu``, ``qlint emit --unsafe-fixes``): ReLU6 -> ReLU, what torchvision's quantizable
   MobileNetV2 does (``_replace_relu``): no clamp op left, but values above 6 are no longer clipped.
+
+``qlint check --fix`` (``fixes``) applies the safe form to the ``nn.ReLU6(...)`` calls of the checked
+file, where every ReLU6 a call builds blocks a chain; QL201's fix then adds the chains to ``fuse_model()``.
 """
 
 from __future__ import annotations
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
+
+from qlint.diagnostics import Applicability, Diagnostic, Fix
+from qlint.fix.common import construction_call
+from qlint.fix.context import FixContext
 
 FUSABLE_BEFORE = ("Conv1d", "Conv2d", "Conv3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
 
@@ -61,6 +68,56 @@ class _Swap(cst.CSTTransformer):
             self.count += 1
             return self.to if isinstance(self.to, cst.Name) else cst.Name("ReLU")
         return updated
+
+
+def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix]:
+    """QL205: the file's ``nn.ReLU6(...)`` calls become ``ReLUClamp6(...)``, one Fix for the file."""
+    import torch.nn as nn
+
+    sites: dict[int, tuple[cst.Call, list[int]]] = {}
+    refused: set[int] = set()
+    for info in {id(ctx.model_for(d)): ctx.model_for(d) for _, d in items}.values():
+        if info is None:
+            continue
+        mine = {(d.module, i) for i, d in items if ctx.model_for(d) is info}
+        blocking = {m for m, _ in mine}
+        for name, module in info.model.named_modules():
+            if type(module) is not nn.ReLU6:
+                continue
+            call = construction_call(ctx, module, direct=True)
+            if call is None:
+                continue
+            if not _names_relu6(ctx, call):  # `act_layer(...)` may build other activations too
+                refused.add(id(call))
+                continue
+            if name not in blocking:  # the call also builds a ReLU6 that blocks nothing: leave it
+                refused.add(id(call))
+                continue
+            sites.setdefault(id(call), (call, []))[1].extend(i for m, i in mine if m == name)
+    sites = {k: v for k, v in sites.items() if k not in refused}
+    if not sites:
+        return {}
+    edits = [ctx.file.replace(call.func, "ReLUClamp6") for call, _ in sites.values()]
+    if "class ReLUClamp6(" not in ctx.file.text:
+        sequential = ctx.file.spell(("torch.nn.Sequential",)) or "torch.nn.Sequential"
+        prefix = sequential.rsplit(".", 1)[0] if "." in sequential else "torch.nn"
+        edits.append(ctx.file.import_edit("\n\n" + CLAMP_CLASS.replace("nn.", f"{prefix}.")))
+    count = len(sites)
+    fix = Fix(
+        Applicability.SAFE,
+        f"Build the ReLU6 as `ReLUClamp6` (ReLU, then a clamp at 6: the same numbers, and the ReLU fuses) at "
+        f"{count} site{'s' if count > 1 else ''}",
+        tuple(edits),
+    )
+    return {index: fix for _, indexes in sites.values() for index in indexes}
+
+
+def _names_relu6(ctx: FixContext, call: cst.Call) -> bool:
+    """The call spells torch's ReLU6 itself (``nn.ReLU6``, ``torch.nn.ReLU6``, an imported ``ReLU6``)."""
+    name = get_full_name_for_node(call.func) or ""
+    head, _, _ = name.partition(".")
+    origin = ctx.file.bound_names.get(head, "")
+    return name.endswith("ReLU6") and f"{origin}{name[len(head):]}" == "torch.nn.ReLU6"
 
 
 def relu6_to_relu(text: str, model) -> tuple[str, int]:

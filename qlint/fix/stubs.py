@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from qlint.diagnostics import Applicability, Diagnostic, Fix
-from qlint.fix.common import declare, spelled, stub_names
+from qlint.fix.common import construction_call, declare, spelled, stub_names
 from qlint.fix.context import FixContext
 from qlint.fix.source import first_real_statement, free_name, methods, self_attributes
 
@@ -120,7 +120,7 @@ def _library_fix(ctx: FixContext, info: CheckedModel, codes: set[str]) -> Fix | 
         return None
     if registry.run(registry.load_graph_rules(), qg, NEEDS_LIBRARY_EDITS):
         return None
-    call = _construction_call(ctx, model)
+    call = construction_call(ctx, model)
     if call is None:
         return None
     top = _top_statement(ctx, call)
@@ -148,21 +148,6 @@ def _library_fix(ctx: FixContext, info: CheckedModel, codes: set[str]) -> Fix | 
         "(state_dict keys gain the prefix `module.`)",
         tuple(edits),
     )
-
-
-def _construction_call(ctx: FixContext, model) -> cst.Call | None:
-    """The call of this file that built ``model`` (its recorded construction frame)."""
-    import os
-
-    from qlint.model import frames as fr
-
-    here = os.path.abspath(ctx.path)
-    frame = next((f for f in fr.construction_frames(model) if os.path.abspath(f.path) == here), None)
-    if frame is None:
-        return None
-    span = fr.display_span(frame, ctx.path)
-    found = [n for n in ctx.file.nodes_at(span, (cst.Call,)) if ctx.file.end(n) == span.end]
-    return found[0] if found else None
 
 
 def _top_statement(ctx: FixContext, node: cst.CSTNode) -> cst.CSTNode:

@@ -128,6 +128,14 @@ _RULES = [
         fix=FixAvailability.SOMETIMES,
     ),
     RuleInfo(
+        "QL205",
+        "relu6-blocks-fusion",
+        W,
+        G,
+        "Conv-BN-ReLU6: eager mode has no ReLU6 fuser",
+        fix=FixAvailability.SOMETIMES,
+    ),
+    RuleInfo(
         "QL301",
         "dilated-grouped-conv",
         W,

@@ -1,4 +1,5 @@
-"""QL201 (unfused chains) and QL202 (reused modules): path and multiplicity queries on the QGraph."""
+"""QL201 (unfused chains), QL202 (reused modules), QL205 (ReLU6 blocking a chain): path and
+multiplicity queries on the QGraph."""
 
 from __future__ import annotations
 
@@ -33,6 +34,39 @@ def _chain_nodes(qg) -> list[list[str]]:
                 used.update(chain)
                 break
     return chains
+
+
+def relu6_blocking(qg) -> list[tuple[str, list[str]]]:
+    """(ReLU6 node, the chain it ends) for each ReLU6 that would complete a fusable chain if it were a ReLU."""
+    import torch.nn as nn
+
+    from qlint.model import support
+
+    ends_in_relu = [p[:-1] for p in support.fusion_patterns() if p[-1] is nn.ReLU]
+    out = []
+    for name, facts in qg.nodes("call_module"):
+        if facts.module_type is not nn.ReLU6:
+            continue
+        for head in ends_in_relu:  # longest first
+            chain = _match_back(qg, name, head)
+            if chain:
+                out.append((name, chain))
+                break
+    return out
+
+
+def _match_back(qg, tail: str, head: tuple[type, ...]) -> list[str] | None:
+    """The nodes of types ``head`` feeding ``tail`` one after the other, each used only by the next."""
+    chain = [tail]
+    for wanted in reversed(head):
+        args = [a for a in qg.fx_nodes[chain[0]].args if hasattr(a, "name")]
+        if len(args) != 1 or len(qg.users(args[0].name)) != 1:
+            return None
+        facts = qg.facts(args[0].name)
+        if facts.op != "call_module" or facts.module_type is not wanted:
+            return None
+        chain.insert(0, args[0].name)
+    return chain
 
 
 def _match(qg, start: str, pattern: tuple[type, ...]) -> list[str] | None:
@@ -128,3 +162,23 @@ def reused(qg) -> Iterator[Diagnostic]:
                 node,
                 sites=len(nodes),
             )
+
+
+@graph_rule("QL205")
+def relu6_blocks_fusion(qg) -> Iterator[Diagnostic]:
+    from qlint.model.analysis import site_counts
+
+    reused = {m for m, n in site_counts(qg).items() if n > 1}  # QL202's finding comes first
+    for relu6, chain in relu6_blocking(qg):
+        module = qg.facts(relu6).module
+        if module in reused:
+            continue
+        before = " -> ".join(qg.facts(n).module_type.__name__ for n in chain[:-1])
+        yield qg.diagnostic(
+            "QL205",
+            f"`{qg.full(module)}` (ReLU6) after {before} blocks fusion: eager mode has no ReLU6 fuser, so the "
+            "chain stays separate int8 ops and the observer before the ReLU6 spends its range on values it "
+            "then clips; build it as ReLU then a clamp at 6 (same numbers, the ReLU fuses) or as nn.ReLU "
+            "(torchvision's quantizable models do; changes numerics)",
+            relu6,
+        )
