@@ -117,7 +117,7 @@ def _names_relu6(ctx: FixContext, call: cst.Call) -> bool:
     name = get_full_name_for_node(call.func) or ""
     head, _, _ = name.partition(".")
     origin = ctx.file.bound_names.get(head, "")
-    return name.endswith("ReLU6") and f"{origin}{name[len(head):]}" == "torch.nn.ReLU6"
+    return name.endswith("ReLU6") and f"{origin}{name[len(head) :]}" == "torch.nn.ReLU6"
 
 
 def relu6_to_relu(text: str, model) -> tuple[str, int]:
