@@ -70,6 +70,7 @@ def main():
     torch.backends.quantized.engine = 'qnnpack'
 
     model.qconfig = torch.ao.quantization.default_qconfig
+    model.fuse_model()
     model = torch.ao.quantization.prepare(model)
     model(img)  # calibrate: run representative batches through the prepared model before convert
     model = torch.ao.quantization.convert(model)

@@ -481,3 +481,53 @@ def test_relu6_built_through_a_layer_argument_is_not_rewritten(write, qlint_json
     )
     _, diags = qlint_json(path, "--select", "QL205")
     assert [(d["code"], d["module"], d["fix"]) for d in diags] == [("QL205", "a.1", None)]
+
+
+PIPELINE = """
+import torch
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.relu(self.bn(self.conv(self.quant(x)))))
+
+    def fuse_model(self, is_qat: bool = False) -> None:
+        fuse = torch.ao.quantization.fuse_modules_qat if is_qat else torch.ao.quantization.fuse_modules
+        fuse(self, [["conv", "bn", "relu"]], inplace=True)
+
+
+def main():
+    model = Net().eval()
+    model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    FUSE
+    torch.ao.quantization.PREPARE(model, inplace=True)
+"""
+
+
+@pytest.mark.parametrize("prepare", ["prepare", "prepare_qat"])
+def test_pipeline_that_prepares_without_fuse_model_gets_the_call(prepare, write, qlint, qlint_json):
+    path = write("pipe.py", PIPELINE.replace("    FUSE\n", "").replace("PREPARE", prepare))
+    _, diags = qlint_json(path, "--select", "QL201")
+    assert len(diags) == 1 and diags[0]["location"]["row"] == 26  # the prepare call
+    assert "`model` is prepared without `model.fuse_model()`: the 1 chain it fuses" in diags[0]["message"]
+    assert diags[0]["fix"]["applicability"] == "unsafe"  # conv+BN folding moves the float numbers' last bits
+    code, out, err = qlint("check", "--fix", "--unsafe-fixes", "--select", "QL201", path)
+    assert (code, err) == (0, ""), out
+    call = "model.fuse_model(is_qat=True)" if prepare == "prepare_qat" else "model.fuse_model()"
+    assert f"    {call}\n    torch.ao.quantization.{prepare}(model, inplace=True)\n" in path.read_text()
+
+
+def test_pipeline_that_fuses_is_not_reported(write, qlint_json):
+    for fuse in ("model.fuse_model()", 'torch.ao.quantization.fuse_modules(model, [["conv", "bn"]], inplace=True)'):
+        path = write("pipe.py", PIPELINE.replace("FUSE", fuse).replace("PREPARE", "prepare"))
+        assert qlint_json(path, "--select", "QL201") == (0, [])

@@ -44,7 +44,11 @@ def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix
     groups: dict[int, tuple[CheckedModel, list[int]]] = {}
     for index, diag in items:
         info = ctx.model_for(diag)
-        if info is not None:
+        if info is not None and dict(diag.data).get("pipeline"):
+            fix = _pipeline_fix(ctx, info, diag)
+            if fix is not None:
+                out[index] = fix
+        elif info is not None:
             groups.setdefault(id(info), (info, []))[1].append(index)
     for info, indexes in groups.values():
         fix = _model_fix(ctx, info)
@@ -52,6 +56,33 @@ def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix
             for index in indexes:
                 out[index] = fix
     return out
+
+
+def _pipeline_fix(ctx: FixContext, info: CheckedModel, diag: Diagnostic) -> Fix | None:
+    """``name.fuse_model()`` right before the ``prepare`` of a model that has one (unsafe: conv+BN folding
+    changes the float numbers in the last bits, and the prepared model's state_dict keys)."""
+    import inspect
+
+    data = dict(diag.data)
+    name, qat = data["pipeline"], data.get("qat", False)
+    call = next(iter(ctx.file.nodes_at(diag.span, (cst.Call,))), None)
+    statement = ctx.file.statement_of(call) if call is not None else None
+    if statement is None:
+        return None
+    args = ""
+    if qat:
+        try:
+            params = inspect.signature(info.model.fuse_model).parameters
+        except (TypeError, ValueError):
+            return None
+        if "is_qat" not in params:
+            return None  # fuse_modules needs eval mode: a QAT model must fuse with fuse_modules_qat
+        args = "is_qat=True"
+    return Fix(
+        Applicability.UNSAFE,
+        f"Call `{name}.fuse_model({args})` before `{ctx.file.code(call.func).rsplit('.', 1)[-1]}`",
+        (ctx.file.insert_lines_before(statement, [f"{name}.fuse_model({args})"]),),
+    )
 
 
 def _chains(info: CheckedModel) -> list[tuple[str, ...]]:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from qlint.diagnostics import Diagnostic
 from qlint.rules.registry import graph_rule
+from qlint.source.pipeline import callee_attr
 
 
 def fusion_chains(qg) -> list[list[str]]:
@@ -133,6 +134,31 @@ def unfused(qg) -> Iterator[Diagnostic]:
             f"`torch.ao.quantization.fuse_modules(model, [[{listing}]])` before prepare",
             chain[0],
             chain=tuple(names),
+        )
+    if fused is not None and not qg.prefix:
+        count = sum(fused_away(fused, qg.facts(chain[-1]).module) for chain in chains)
+        if count:
+            yield from _prepared_without_fuse_model(qg, count)
+
+
+def _prepared_without_fuse_model(qg, count: int) -> Iterator[Diagnostic]:
+    """QL201 in the file's pipeline: the model is built, then prepared without its ``fuse_model()``."""
+    from qlint.source.file import SourceFile
+    from qlint.source.index import SourceIndex
+    from qlint.source.pipeline import prepared_unfused
+
+    if "prepare" not in (text := SourceFile.read(qg.spec.path)).text:
+        return
+    index = SourceIndex(text)
+    for name, call, qat in prepared_unfused(index, qg.spec.name):
+        yield qg.diagnostic(
+            "QL201",
+            f"`{name}` is prepared without `{name}.fuse_model()`: the {count} chain{'s' * (count > 1)} it fuses "
+            "stay unfused in this pipeline (separate int8 ops, and each conv's observer sees the "
+            f"pre-activation range); call `{name}.fuse_model()` before `{callee_attr(call)}`",
+            location=(index.span(call), ()),
+            pipeline=name,
+            qat=qat,
         )
 
 

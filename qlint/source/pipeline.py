@@ -242,3 +242,55 @@ class PipelineScan:
     def on_assign(self, target: cst.BaseExpression, value: cst.BaseExpression) -> Iterator[Diagnostic]:
         """``target = value``, after the calls of ``value``."""
         return iter(())
+
+
+# ---- models prepared without their fuse_model() -----------------------------------------------------
+
+PREPARE_CALLS = {"prepare": False, "prepare_qat": True}  # eager prepare -> is QAT
+FUSING_CALLS = {"fuse_model", "fuse_modules", "fuse_modules_qat"}
+
+
+def prepared_unfused(index, expression: str) -> list[tuple[str, cst.Call, bool]]:
+    """(name, prepare call, is QAT) for each name bound to ``expression`` (``build_model()``, possibly
+    followed by ``.eval()``) in one body and handed to ``prepare``/``prepare_qat`` with no
+    ``name.fuse_model()`` or ``fuse_modules*(name, ...)`` in between."""
+    wanted = _squash(expression)
+    found: list[tuple[str, cst.Call, bool]] = []
+    for body in bodies(index):
+        built: set[str] = set()
+        for small in small_statements(body):
+            value = getattr(small, "value", None)
+            if not isinstance(value, cst.BaseExpression):
+                continue
+            for call in calls(value):
+                attr = callee_attr(call)
+                target = receiver(call) if attr == "fuse_model" else argument(call, 0, "model")
+                if attr in FUSING_CALLS and isinstance(target, cst.Name):
+                    built.discard(target.value)
+                elif attr in PREPARE_CALLS and isinstance(target, cst.Name) and target.value in built:
+                    found.append((target.value, call, PREPARE_CALLS[attr]))
+                    built.discard(target.value)
+            if isinstance(small, cst.Assign) and len(small.targets) == 1:
+                target = small.targets[0].target
+                if isinstance(target, cst.Name):
+                    if _squash(index.module.code_for_node(_strip_same_object(value))) == wanted:
+                        built.add(target.value)
+                    elif not (isinstance(value, cst.Call) and callee_attr(value) in PREPARE_CALLS):
+                        built.discard(target.value)
+    return found
+
+
+def _squash(code: str) -> str:
+    return "".join(code.split()).replace("'", '"')
+
+
+def _strip_same_object(value: cst.BaseExpression) -> cst.BaseExpression:
+    """``build_model().eval()`` -> ``build_model()``."""
+    while (
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Attribute)
+        and value.func.attr.value in ("eval", "cpu", "float")
+        and not value.args
+    ):
+        value = value.func.value
+    return value
