@@ -23,8 +23,7 @@ import time
 import torch
 import torch.nn as nn
 import torchvision
-from torch.ao.quantization import QuantStub
-from torch.ao.quantization import QuantWrapper
+from torch.ao.quantization import QuantStub, QuantWrapper
 
 
 class QuantizableVGG(QuantWrapper):

@@ -531,3 +531,14 @@ def test_pipeline_that_fuses_is_not_reported(write, qlint_json):
     for fuse in ("model.fuse_model()", 'torch.ao.quantization.fuse_modules(model, [["conv", "bn"]], inplace=True)'):
         path = write("pipe.py", PIPELINE.replace("FUSE", fuse).replace("PREPARE", "prepare"))
         assert qlint_json(path, "--select", "QL201") == (0, [])
+
+
+def test_new_import_joins_an_existing_one_line_import_of_the_module():
+    from qlint.fix.source import FileText
+
+    text = "import torch\nfrom torch.quantization import QuantStub  # stubs\n\nx = 1\n"
+    edit = FileText("m.py", text).import_edit("from torch.ao.quantization import DeQuantStub, QuantStub")
+    assert edit == Edit(", DeQuantStub", (2, 41), (2, 41))  # the deprecated alias re-exports it
+    spread = "from torch.ao.quantization import (\n    QuantStub,\n)\n\nx = 1\n"
+    edit = FileText("m.py", spread).import_edit("from torch.ao.quantization import DeQuantStub")
+    assert edit == Edit("from torch.ao.quantization import DeQuantStub\n", (4, 1), (4, 1))  # a line of its own

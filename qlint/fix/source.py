@@ -171,7 +171,11 @@ class FileText:
         return None
 
     def import_edit(self, line: str) -> Edit:
-        """Insert ``line`` after the last top-level import (after the docstring otherwise)."""
+        """Insert ``line`` after the last top-level import (after the docstring otherwise); a
+        ``from M import N`` joins an existing one-line ``from M import ...`` instead."""
+        joined = self._join_import(line)
+        if joined is not None:
+            return joined
         last = None
         for stmt in self.module.body:
             if isinstance(stmt, cst.SimpleStatementLine) and all(
@@ -186,6 +190,31 @@ class FileText:
         if first is not None and _is_docstring(first):
             return self.insert_lines_after(first, [line], indent="")
         return Edit(line + "\n", (1, 1), (1, 1))
+
+    def _join_import(self, line: str) -> Edit | None:
+        match = re.fullmatch(r"from ([\w.]+) import ([\w, ]+)", line.strip())
+        if match is None:
+            return None
+        names = [n.strip() for n in match.group(2).split(",")]
+        for stmt in self._top_statements():
+            small = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 else None
+            if (
+                isinstance(small, cst.ImportFrom)
+                and small.module is not None
+                and get_full_name_for_node(small.module) in _SAME_MODULE.get(match.group(1), (match.group(1),))
+                and not small.relative
+                and not isinstance(small.names, cst.ImportStar)
+                and small.lpar is None
+                and self.start(stmt)[0] == self.end(stmt)[0]
+            ):
+                have = {a.evaluated_alias or a.evaluated_name for a in small.names}
+                new = [n for n in names if n not in have]
+                return Edit("".join(f", {n}" for n in new), *(self.end(small.names[-1].name),) * 2) if new else None
+        return None
+
+
+# a name imported from the first can be imported from the others too (deprecated aliases re-export it)
+_SAME_MODULE = {"torch.ao.quantization": ("torch.ao.quantization", "torch.quantization")}
 
 
 # ---- class helpers ----------------------------------------------------------------------------
