@@ -96,10 +96,10 @@ def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Dia
     if not registry.source_rules_wanted(enabled, source.text):
         return []
     rules = registry.load_source_rules()
-    from qlint.source.index import SourceIndex
+    from qlint.source.index import index_of
 
     try:
-        index = SourceIndex(source)
+        index = index_of(source)
     except Exception:  # noqa: BLE001 - libcst may lag behind the newest syntax; ast accepted the file
         return []
     return registry.run(rules, index, enabled)

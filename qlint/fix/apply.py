@@ -122,7 +122,7 @@ def resolved_settings(settings: Settings, path: str) -> Settings:
 
 
 @contextlib.contextmanager
-def _candidate_file(path: str, text: str) -> Iterator[str]:
+def candidate_file(path: str, text: str) -> Iterator[str]:
     """A temporary copy of ``text`` next to ``path`` (same imports), removed afterwards."""
     directory = os.path.dirname(os.path.abspath(path))
     stem = "".join(c if c.isalnum() else "_" for c in os.path.splitext(os.path.basename(path))[0])
@@ -159,7 +159,7 @@ def lint_text(path: str, text: str, settings: Settings, checked: tuple[str, ...]
     from qlint.engine import check_source
 
     settings = resolved_settings(settings, path)
-    with _candidate_file(path, text) as tmp:
+    with candidate_file(path, text) as tmp:
         source = SourceFile.from_text(tmp, text)
         others = tuple(c for c in checked if os.path.abspath(c) != os.path.abspath(path))
         diags = check_source(source, settings, (tmp, *others))  # fixes attached

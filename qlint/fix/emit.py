@@ -363,22 +363,18 @@ def _verify(text: str, out: str, original, exact: bool = True) -> None:
     Not ``exact`` (unsafe fixes may change the numerics): only that it runs, output of the same shape.
     """
     import importlib.util
-    import tempfile
 
     import torch
 
+    from qlint.fix.apply import candidate_file
     from qlint.model.loader import quiet
 
-    directory = os.path.dirname(os.path.abspath(out)) or "."
-    fd, tmp = tempfile.mkstemp(prefix="_qlint_emit_", suffix=".py", dir=directory)
-    name = os.path.splitext(os.path.basename(tmp))[0]
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        spec = importlib.util.spec_from_file_location(name, tmp)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        with quiet():
+        with candidate_file(out, text) as tmp, quiet():
+            name = os.path.splitext(os.path.basename(tmp))[0]
+            spec = importlib.util.spec_from_file_location(name, tmp)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # removed with the file
             spec.loader.exec_module(module)
             emitted = module.build_model().eval()
             emitted.load_state_dict(original.state_dict(), strict=True)
@@ -395,9 +391,6 @@ def _verify(text: str, out: str, original, exact: bool = True) -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure means the emitted file is not usable
         raise EmitError(f"the emitted model failed its check: {type(exc).__name__}: {exc}") from None
-    finally:
-        sys.modules.pop(name, None)
-        os.unlink(tmp)
 
 
 def _input_shape(model):

@@ -17,7 +17,8 @@ from libcst.helpers import get_full_name_for_node
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix
 from qlint.fix.common import FLOAT_FUNCTIONAL, declare, spelled
 from qlint.fix.context import FixContext
-from qlint.fix.source import attribute_assignments, free_name, methods, parameters, self_attributes
+from qlint.fix.source import attribute_assignments, free_name, methods, parameters
+from qlint.source.index import self_attributes
 
 _AUG = {"`+=`": cst.AddAssign, "`*=`": cst.MultiplyAssign, "`@=`": cst.MatrixMultiplyAssign}
 _BIN = {"`+`": cst.Add, "`*`": cst.Multiply, "`@`": cst.MatrixMultiply}

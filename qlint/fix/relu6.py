@@ -21,22 +21,20 @@ from qlint.diagnostics import Applicability, Diagnostic, Fix
 from qlint.fix.common import construction_call
 from qlint.fix.context import FixContext
 
-FUSABLE_BEFORE = ("Conv1d", "Conv2d", "Conv3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
-
 
 def blocking(model) -> list[str]:
-    """Names of the ReLU6 modules right after a Conv/BatchNorm in a Sequential (where fusion stops)."""
-    import torch.nn as nn
+    """Names of the ReLU6 modules that end a fusable chain: QL205's query on the model's QGraph."""
+    from qlint.model.analysis import analyze_module
+    from qlint.model.loader import quiet
+    from qlint.model.trace import TraceFailure
+    from qlint.rules.fusion import relu6_blocking
 
-    found: list[str] = []
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module.named_children())
-        for (_, before), (child, after) in zip(children, children[1:], strict=False):
-            if type(after) is nn.ReLU6 and type(before).__name__ in FUSABLE_BEFORE:
-                found.append(f"{name}.{child}" if name else child)
-    return found
+    try:
+        with quiet():
+            qg = analyze_module(model)
+    except TraceFailure:
+        return []
+    return [qg.facts(chain[-1]).module for chain in relu6_blocking(qg)]
 
 
 CLAMP_CLASS = '''class ReLUClamp6(nn.Sequential):
@@ -71,29 +69,28 @@ class _Swap(cst.CSTTransformer):
 
 
 def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix]:
-    """QL205: the file's ``nn.ReLU6(...)`` calls become ``ReLUClamp6(...)``, one Fix for the file."""
+    """QL205: the file's ``nn.ReLU6(...)`` calls become ``ReLUClamp6(...)``, one Fix for the file.
+
+    A call is rewritten only when it spells torch's ReLU6 and every ReLU6 it builds ends a chain.
+    """
     import torch.nn as nn
 
+    by_model: dict[int, tuple[object, dict[str, int]]] = {}  # id(model) -> (model, {ReLU6 name: index})
+    for index, diag in items:
+        info = ctx.model_for(diag)
+        if info is not None:
+            by_model.setdefault(id(info), (info.model, {}))[1][diag.module] = index
     sites: dict[int, tuple[cst.Call, list[int]]] = {}
     refused: set[int] = set()
-    for info in {id(ctx.model_for(d)): ctx.model_for(d) for _, d in items}.values():
-        if info is None:
-            continue
-        mine = {(d.module, i) for i, d in items if ctx.model_for(d) is info}
-        blocking = {m for m, _ in mine}
-        for name, module in info.model.named_modules():
-            if type(module) is not nn.ReLU6:
-                continue
-            call = construction_call(ctx, module, direct=True)
+    for model, blocking_at in by_model.values():
+        for name, module in model.named_modules():
+            call = construction_call(ctx, module, direct=True) if type(module) is nn.ReLU6 else None
             if call is None:
                 continue
-            if not _names_relu6(ctx, call):  # `act_layer(...)` may build other activations too
+            if name in blocking_at and _names_relu6(ctx, call):
+                sites.setdefault(id(call), (call, []))[1].append(blocking_at[name])
+            else:  # `act_layer(...)` may build other modules, or a ReLU6 that blocks nothing: leave it
                 refused.add(id(call))
-                continue
-            if name not in blocking:  # the call also builds a ReLU6 that blocks nothing: leave it
-                refused.add(id(call))
-                continue
-            sites.setdefault(id(call), (call, []))[1].extend(i for m, i in mine if m == name)
     sites = {k: v for k, v in sites.items() if k not in refused}
     if not sites:
         return {}
@@ -101,7 +98,7 @@ def fixes(ctx: FixContext, items: list[tuple[int, Diagnostic]]) -> dict[int, Fix
     if "class ReLUClamp6(" not in ctx.file.text:
         sequential = ctx.file.spell(("torch.nn.Sequential",)) or "torch.nn.Sequential"
         prefix = sequential.rsplit(".", 1)[0] if "." in sequential else "torch.nn"
-        edits.append(ctx.file.import_edit("\n\n" + CLAMP_CLASS.replace("nn.", f"{prefix}.")))
+        edits.append(ctx.file.insert_after_imports(["", "", *CLAMP_CLASS.replace("nn.", f"{prefix}.").splitlines()]))
     count = len(sites)
     fix = Fix(
         Applicability.SAFE,

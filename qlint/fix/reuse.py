@@ -13,7 +13,8 @@ from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Fix
 from qlint.fix.context import FixContext
-from qlint.fix.source import attribute_assignments, methods, numbered, self_attributes
+from qlint.fix.source import attribute_assignments, methods, numbered
+from qlint.source.index import self_attributes
 
 STATELESS = {
     "ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "SiLU", "GELU", "Identity", "LeakyReLU",

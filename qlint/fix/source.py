@@ -174,8 +174,10 @@ class FileText:
         """Insert ``line`` after the last top-level import (after the docstring otherwise); a
         ``from M import N`` joins an existing one-line ``from M import ...`` instead."""
         joined = self._join_import(line)
-        if joined is not None:
-            return joined
+        return joined if joined is not None else self.insert_after_imports([line])
+
+    def insert_after_imports(self, lines: list[str]) -> Edit:
+        """Top-level ``lines`` after the last top-level import (after the docstring otherwise)."""
         last = None
         for stmt in self.module.body:
             if isinstance(stmt, cst.SimpleStatementLine) and all(
@@ -184,12 +186,19 @@ class FileText:
                 last = stmt
             elif last is not None:
                 break
-        if last is not None:
-            return self.insert_lines_after(last, [line], indent="")
         first = self.module.body[0] if self.module.body else None
-        if first is not None and _is_docstring(first):
-            return self.insert_lines_after(first, [line], indent="")
-        return Edit(line + "\n", (1, 1), (1, 1))
+        if last is None and first is not None and _is_docstring(first):
+            last = first
+        if last is not None:
+            return self.insert_lines_after(last, lines, indent="")
+        return Edit("".join(f"{line}\n" for line in lines), (1, 1), (1, 1))
+
+    def top_statement(self, node: cst.CSTNode) -> cst.CSTNode:
+        """The module-level statement that contains ``node``."""
+        current = node
+        while (parent := self.parents.get(current)) is not None and not isinstance(parent, cst.Module):
+            current = parent
+        return current
 
     def _join_import(self, line: str) -> Edit | None:
         match = re.fullmatch(r"from ([\w.]+) import ([\w, ]+)", line.strip())
@@ -259,19 +268,6 @@ def super_init_statement(init: cst.FunctionDef) -> cst.SimpleStatementLine | Non
             ):
                 return stmt
     return None
-
-
-def self_attributes(cls: cst.ClassDef) -> set[str]:
-    """Every ``self.<name>`` mentioned in the class, and its method names."""
-    names: set[str] = set(methods(cls))
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Attribute(self, node: cst.Attribute) -> None:
-            if isinstance(node.value, cst.Name) and node.value.value == "self":
-                names.add(node.attr.value)
-
-    cls.visit(Visitor())
-    return names
 
 
 def attribute_assignments(init: cst.FunctionDef, attr: str) -> list[cst.SimpleStatementLine]:

@@ -24,7 +24,8 @@ import libcst as cst
 from qlint.diagnostics import Applicability, Diagnostic, Fix
 from qlint.fix.common import construction_call, declare, spelled, stub_names
 from qlint.fix.context import FixContext
-from qlint.fix.source import first_real_statement, free_name, methods, self_attributes
+from qlint.fix.source import first_real_statement, free_name, methods
+from qlint.source.index import self_attributes
 
 QUANT_WRAPPER = ("torch.ao.quantization.QuantWrapper", "torch.quantization.QuantWrapper")
 # graph findings a wrapper cannot repair: they need edits inside the library's classes
@@ -116,15 +117,15 @@ def _library_fix(ctx: FixContext, info: CheckedModel, codes: set[str]) -> Fix | 
     placeholders = [n for n, _ in qg.nodes("placeholder")]
     if len(placeholders) != 1 or _float_inputs(qg) != [str(qg.fx_nodes[placeholders[0]].target)]:
         return None
-    if _dequant_outputs(qg) != 1:
+    if not _returns_one_quantized(qg):
         return None
     if registry.run(registry.load_graph_rules(), qg, NEEDS_LIBRARY_EDITS):
         return None
     call = construction_call(ctx, model)
     if call is None:
         return None
-    top = _top_statement(ctx, call)
-    taken = set(ctx.file.bound_names) | {c.name for c in ctx.file.classes} | _top_level_names(ctx)
+    top = ctx.file.top_statement(call)
+    taken = set(ctx.file.bound_names) | _top_level_names(ctx)
     name = free_name(f"Quantizable{type(model).__name__}", taken)
     wrapper, edits = spelled(ctx, QUANT_WRAPPER, prefer_direct=True)
     library = type(model).__module__.split(".")[0]
@@ -150,14 +151,6 @@ def _library_fix(ctx: FixContext, info: CheckedModel, codes: set[str]) -> Fix | 
     )
 
 
-def _top_statement(ctx: FixContext, node: cst.CSTNode) -> cst.CSTNode:
-    """The module-level statement that contains ``node``."""
-    current = node
-    while (parent := ctx.file.parents.get(current)) is not None and not isinstance(parent, cst.Module):
-        current = parent
-    return current
-
-
 def _top_level_names(ctx: FixContext) -> set[str]:
     names: set[str] = set()
     for stmt in ctx.file.module.body:
@@ -170,15 +163,20 @@ def _top_level_names(ctx: FixContext) -> set[str]:
     return names
 
 
-def _dequant_outputs(qg) -> int:
-    """How many tensors the model returns (1 for a single quantized tensor; 0 for anything else)."""
+def _returns_one_quantized(qg) -> bool:
+    """The model returns one tensor, and it is quantized (what ``QuantWrapper``'s DeQuantStub takes)."""
     import torch.fx as fx
 
     from qlint.model.analysis import Kind
 
+    value = _output_value(qg)
+    return isinstance(value, fx.Node) and qg.facts(value.name).kind is Kind.QUANT
+
+
+def _output_value(qg):
+    """What the traced ``forward`` returns: an fx Node, or a tuple/list of them."""
     output = next(n for n, _ in qg.nodes("output"))
-    value = qg.fx_nodes[output].args[0]
-    return int(isinstance(value, fx.Node) and qg.facts(value.name).kind is Kind.QUANT)
+    return qg.fx_nodes[output].args[0]
 
 
 def _existing_attr(model, kind: type) -> str | None:
@@ -213,8 +211,7 @@ def _dequant_returns(ctx: FixContext, qg, forward: cst.FunctionDef) -> list[cst.
 
     from qlint.model.analysis import Kind
 
-    output = next(n for n, f in qg.nodes("output"))
-    value = qg.fx_nodes[output].args[0]
+    value = _output_value(qg)
 
     def kind(v) -> Kind:
         return qg.facts(v.name).kind if isinstance(v, fx.Node) else Kind.NONE

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 from qlint.diagnostics import Diagnostic
 from qlint.rules.registry import graph_rule
-from qlint.source.pipeline import callee_attr
 
 
 def fusion_chains(qg) -> list[list[str]]:
@@ -20,15 +19,17 @@ def fusion_chains(qg) -> list[list[str]]:
     return [[qg.full(qg.facts(n).module) for n in chain] for chain in _chain_nodes(qg)]
 
 
-def _chain_nodes(qg) -> list[list[str]]:
+def _chain_nodes(qg, patterns: tuple[tuple[type, ...], ...] | None = None) -> list[list[str]]:
+    """Node chains matching ``patterns`` (default: torch's fuser patterns), longest first, disjoint."""
     from qlint.model import support
 
+    patterns = support.fusion_patterns() if patterns is None else patterns
     used: set[str] = set()
     chains = []
     for name, _ in qg.nodes("call_module"):
         if name in used:
             continue
-        for pattern in support.fusion_patterns():
+        for pattern in patterns:
             chain = _match(qg, name, pattern)
             if chain and not used.intersection(chain):
                 chains.append(chain)
@@ -37,37 +38,14 @@ def _chain_nodes(qg) -> list[list[str]]:
     return chains
 
 
-def relu6_blocking(qg) -> list[tuple[str, list[str]]]:
-    """(ReLU6 node, the chain it ends) for each ReLU6 that would complete a fusable chain if it were a ReLU."""
+def relu6_blocking(qg) -> list[list[str]]:
+    """Node chains ending in a ReLU6 where a ReLU would complete one of torch's fuser patterns."""
     import torch.nn as nn
 
     from qlint.model import support
 
-    ends_in_relu = [p[:-1] for p in support.fusion_patterns() if p[-1] is nn.ReLU]
-    out = []
-    for name, facts in qg.nodes("call_module"):
-        if facts.module_type is not nn.ReLU6:
-            continue
-        for head in ends_in_relu:  # longest first
-            chain = _match_back(qg, name, head)
-            if chain:
-                out.append((name, chain))
-                break
-    return out
-
-
-def _match_back(qg, tail: str, head: tuple[type, ...]) -> list[str] | None:
-    """The nodes of types ``head`` feeding ``tail`` one after the other, each used only by the next."""
-    chain = [tail]
-    for wanted in reversed(head):
-        args = [a for a in qg.fx_nodes[chain[0]].args if hasattr(a, "name")]
-        if len(args) != 1 or len(qg.users(args[0].name)) != 1:
-            return None
-        facts = qg.facts(args[0].name)
-        if facts.op != "call_module" or facts.module_type is not wanted:
-            return None
-        chain.insert(0, args[0].name)
-    return chain
+    patterns = tuple((*p[:-1], nn.ReLU6) for p in support.fusion_patterns() if p[-1] is nn.ReLU)
+    return _chain_nodes(qg, patterns)
 
 
 def _match(qg, start: str, pattern: tuple[type, ...]) -> list[str] | None:
@@ -144,12 +122,13 @@ def unfused(qg) -> Iterator[Diagnostic]:
 def _prepared_without_fuse_model(qg, count: int) -> Iterator[Diagnostic]:
     """QL201 in the file's pipeline: the model is built, then prepared without its ``fuse_model()``."""
     from qlint.source.file import SourceFile
-    from qlint.source.index import SourceIndex
-    from qlint.source.pipeline import prepared_unfused
+    from qlint.source.index import index_of
+    from qlint.source.pipeline import callee_attr, prepared_unfused
 
-    if "prepare" not in (text := SourceFile.read(qg.spec.path)).text:
+    source = SourceFile.read(qg.spec.path)
+    if "prepare" not in source.text:
         return
-    index = SourceIndex(text)
+    index = index_of(source)
     for name, call, qat in prepared_unfused(index, qg.spec.name):
         yield qg.diagnostic(
             "QL201",
@@ -195,8 +174,8 @@ def relu6_blocks_fusion(qg) -> Iterator[Diagnostic]:
     from qlint.model.analysis import site_counts
 
     reused = {m for m, n in site_counts(qg).items() if n > 1}  # QL202's finding comes first
-    for relu6, chain in relu6_blocking(qg):
-        module = qg.facts(relu6).module
+    for chain in relu6_blocking(qg):
+        module = qg.facts(chain[-1]).module
         if module in reused:
             continue
         before = " -> ".join(qg.facts(n).module_type.__name__ for n in chain[:-1])
@@ -206,5 +185,5 @@ def relu6_blocks_fusion(qg) -> Iterator[Diagnostic]:
             "chain stays separate int8 ops and the observer before the ReLU6 spends its range on values it "
             "then clips; build it as ReLU then a clamp at 6 (same numbers, the ReLU fuses) or as nn.ReLU "
             "(torchvision's quantizable models do; changes numerics)",
-            relu6,
+            chain[-1],
         )

@@ -16,6 +16,7 @@ from qlint.diagnostics import Diagnostic
 from qlint.rules._source_helpers import fact, one_pass
 from qlint.rules.registry import source_rule
 from qlint.source.pipeline import (
+    SAME_OBJECT_METHODS,
     Branch,
     ImportAliases,
     PipelineScan,
@@ -35,8 +36,6 @@ from qlint.source.pipeline import (
 PREPARE_PTQ = {"prepare", "prepare_fx", "prepare_pt2e"}
 PREPARE_QAT = {"prepare_qat", "prepare_qat_fx", "prepare_qat_pt2e"}
 CONVERT = {"convert", "convert_fx", "convert_pt2e", "convert_to_reference_fx"}
-# methods that return the module itself
-SAME_OBJECT_METHODS = {"eval", "train", "cpu", "cuda", "to", "float", "half", "double", "requires_grad_"}
 NON_CALIBRATING_METHODS = SAME_OBJECT_METHODS | {
     "state_dict", "parameters", "named_parameters", "modules", "named_modules", "children", "named_children",
     "buffers", "named_buffers", "apply", "zero_grad", "print_readable", "register_forward_hook",

@@ -13,6 +13,7 @@ import libcst as cst
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix
 from qlint.rules._source_helpers import calls_any, fact, one_pass
 from qlint.rules.registry import source_rule
+from qlint.source.index import self_attributes
 from qlint.source.pipeline import callee, callee_attr
 
 STUBS = {"QuantStub", "DeQuantStub"}
@@ -104,7 +105,7 @@ def floatfunctional_in_forward(index) -> Iterator[Diagnostic]:
     for cls, info in index.module_classes.items():
         if not any(site.attr == "FloatFunctional" for site in index.calls_in(cls, index.forward_closure(cls))):
             continue
-        taken = _self_attributes(info.node) | set(info.methods) | _MODULE_ATTRIBUTES
+        taken = self_attributes(info.node) | _MODULE_ATTRIBUTES
         insertion = _init_insertion(index, info)
         for method in sorted(index.forward_closure(cls)):
             for call, hint in _floatfunctional_calls(info.methods[method]):
@@ -152,18 +153,6 @@ def _floatfunctional_calls(method: cst.FunctionDef) -> list[tuple[cst.Call, str 
 
 def _is_floatfunctional(node: cst.CSTNode) -> bool:
     return isinstance(node, cst.Call) and callee_attr(node) == "FloatFunctional"
-
-
-def _self_attributes(node: cst.CSTNode) -> set[str]:
-    names: set[str] = set()
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Attribute(self, n: cst.Attribute) -> None:
-            if isinstance(n.value, cst.Name) and n.value.value == "self":
-                names.add(n.attr.value)
-
-    node.visit(Visitor())
-    return names
 
 
 # names an nn.Module already uses: an attribute must not shadow them

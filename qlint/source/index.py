@@ -7,7 +7,7 @@ the classes and their methods; the functions. Rules ask the index instead of re-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
@@ -87,6 +87,31 @@ class SourceIndex:
                 c.attr for c in self.calls if c.cls == cls and c.function == name and c.name == f"self.{c.attr}"
             )
         return reached
+
+
+def self_attributes(cls: cst.ClassDef) -> set[str]:
+    """Every ``self.<name>`` mentioned in the class, and its method names (names a new attribute must avoid)."""
+    body = cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ()
+    names = {s.name.value for s in body if isinstance(s, cst.FunctionDef)}
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            if isinstance(node.value, cst.Name) and node.value.value == "self":
+                names.add(node.attr.value)
+
+    cls.visit(Visitor())
+    return names
+
+
+def index_of(source: SourceFile) -> SourceIndex:
+    """The file's SourceIndex, parsed once per text: the source rules and the graph rules that read
+    the file's pipelines (QL201) share it."""
+    return _parsed(source.path, source.text)
+
+
+@lru_cache(maxsize=8)
+def _parsed(path: str, text: str) -> SourceIndex:
+    return SourceIndex(SourceFile.from_text(path, text))
 
 
 class _Collector(cst.CSTVisitor):

@@ -246,6 +246,9 @@ class PipelineScan:
 
 # ---- models prepared without their fuse_model() -----------------------------------------------------
 
+# methods that return the module itself
+SAME_OBJECT_METHODS = {"eval", "train", "cpu", "cuda", "to", "float", "half", "double", "requires_grad_"}
+
 PREPARE_CALLS = {"prepare": False, "prepare_qat": True}  # eager prepare -> is QAT
 FUSING_CALLS = {"fuse_model", "fuse_modules", "fuse_modules_qat"}
 
@@ -254,30 +257,40 @@ def prepared_unfused(index, expression: str) -> list[tuple[str, cst.Call, bool]]
     """(name, prepare call, is QAT) for each name bound to ``expression`` (``build_model()``, possibly
     followed by ``.eval()``) in one body and handed to ``prepare``/``prepare_qat`` with no
     ``name.fuse_model()`` or ``fuse_modules*(name, ...)`` in between."""
-    wanted = _squash(expression)
     found: list[tuple[str, cst.Call, bool]] = []
     for body in bodies(index):
-        built: set[str] = set()
-        for small in small_statements(body):
-            value = getattr(small, "value", None)
-            if not isinstance(value, cst.BaseExpression):
-                continue
-            for call in calls(value):
-                attr = callee_attr(call)
-                target = receiver(call) if attr == "fuse_model" else argument(call, 0, "model")
-                if attr in FUSING_CALLS and isinstance(target, cst.Name):
-                    built.discard(target.value)
-                elif attr in PREPARE_CALLS and isinstance(target, cst.Name) and target.value in built:
-                    found.append((target.value, call, PREPARE_CALLS[attr]))
-                    built.discard(target.value)
-            if isinstance(small, cst.Assign) and len(small.targets) == 1:
-                target = small.targets[0].target
-                if isinstance(target, cst.Name):
-                    if _squash(index.module.code_for_node(_strip_same_object(value))) == wanted:
-                        built.add(target.value)
-                    elif not (isinstance(value, cst.Call) and callee_attr(value) in PREPARE_CALLS):
-                        built.discard(target.value)
+        scan = _PreparedUnfused(index, expression)
+        list(scan.scan(body))
+        found += scan.found
     return found
+
+
+class _PreparedUnfused(PipelineScan):
+    """Names bound to the model's expression, dropped once fused; a ``prepare`` of one is a finding."""
+
+    def __init__(self, index, expression: str):
+        super().__init__(index)
+        self.wanted = _squash(expression)
+        self.built: set[str] = set()
+        self.found: list[tuple[str, cst.Call, bool]] = []
+
+    def on_call(self, call: cst.Call) -> Iterator[Diagnostic]:
+        attr = callee_attr(call)
+        target = receiver(call) if attr == "fuse_model" else argument(call, 0, "model")
+        if isinstance(target, cst.Name) and target.value in self.built:
+            if attr in PREPARE_CALLS:
+                self.found.append((target.value, call, PREPARE_CALLS[attr]))
+            if attr in PREPARE_CALLS or attr in FUSING_CALLS:
+                self.built.discard(target.value)
+        return iter(())
+
+    def on_assign(self, target: cst.BaseExpression, value: cst.BaseExpression) -> Iterator[Diagnostic]:
+        if isinstance(target, cst.Name):
+            if _squash(self.index.module.code_for_node(_strip_same_object(value))) == self.wanted:
+                self.built.add(target.value)
+            elif not (isinstance(value, cst.Call) and callee_attr(value) in PREPARE_CALLS):
+                self.built.discard(target.value)
+        return iter(())
 
 
 def _squash(code: str) -> str:
@@ -285,12 +298,11 @@ def _squash(code: str) -> str:
 
 
 def _strip_same_object(value: cst.BaseExpression) -> cst.BaseExpression:
-    """``build_model().eval()`` -> ``build_model()``."""
+    """``build_model().eval()`` -> ``build_model()`` (calls that return the module itself)."""
     while (
         isinstance(value, cst.Call)
         and isinstance(value.func, cst.Attribute)
-        and value.func.attr.value in ("eval", "cpu", "float")
-        and not value.args
+        and value.func.attr.value in SAME_OBJECT_METHODS
     ):
         value = value.func.value
     return value
