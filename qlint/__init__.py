@@ -5,7 +5,9 @@ The Python API (``qlint.check``) lives in :mod:`qlint.api`; importing qlint does
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from qlint.version import __version__
+
+__all__ = ["__version__", "check", "check_paths", "check_source"]
 
 
 def __getattr__(name: str):

@@ -8,6 +8,7 @@ from dataclasses import fields
 from qlint.config import Settings, load_settings
 from qlint.diagnostics import Diagnostic
 from qlint.engine import InputError, check_files, collect_files
+from qlint.fix.attach import attach_fixes
 from qlint.source.file import SourceFile
 
 
@@ -24,13 +25,13 @@ def check_paths(paths: str | Iterable[str], settings: Settings | None = None, **
     if settings is not None:
         from qlint.engine import check_file
 
-        results = [check_file(p, settings, tuple(files)) for p in files]
+        results = [check_file(p, settings, tuple(files), attach_fixes) for p in files]
     else:
         known = {f.name for f in fields(Settings)}
         unknown = set(overrides) - known
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        results = check_files(files, overrides)
+        results = check_files(files, overrides, stage=attach_fixes)
     bad = [r.error for r in results if r.error]
     if bad:
         raise InputError("; ".join(bad))
@@ -45,4 +46,5 @@ def check_source(text: str, path: str = "<string>.py", **overrides: object) -> l
     from qlint.engine import check_source as _check
 
     settings = load_settings(".", {**overrides, "no_graph": True})
-    return _check(SourceFile.from_text(path, text), settings, (path,))
+    source = SourceFile.from_text(path, text)
+    return attach_fixes(_check(source, settings, (path,))[0], source, settings, (path,))

@@ -14,7 +14,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from qlint.rules.catalog import select_codes
 
 KNOWN_KEYS = ("select", "ignore", "per-file-ignores", "backend", "models", "input-shape")
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
@@ -41,14 +40,17 @@ class Settings:
     def default(cls) -> Settings:
         return cls()
 
-    def enabled_codes(self, path: str) -> frozenset[str]:
-        """Codes to report for ``path``: select/ignore, then per-file-ignores."""
+    def selection(self, path: str) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+        """(select, ignore) prefixes for ``path``: select/ignore, then per-file-ignores.
+
+        The codes they enable are the rules' business (``qlint.rules.registry.select_codes``).
+        """
         ignore = list(self.ignore)
         rel = _relative(path, self.config_dir)
         for pattern, codes in self.per_file_ignores.items():
             if fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(Path(rel).name, pattern):
                 ignore.extend(codes)
-        return select_codes(list(self.select) if self.select is not None else None, ignore)
+        return self.select, tuple(ignore)
 
     def models_for(self, path: str) -> tuple[str, ...]:
         """Model expressions configured for ``path`` (``models = ["file.py:EXPR"]``)."""

@@ -66,6 +66,8 @@ class Related:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
+    """One finding. ``name`` and ``severity`` are the rule's, filled in by the engine."""
+
     code: str
     message: str
     span: Span
@@ -73,25 +75,10 @@ class Diagnostic:
     related: tuple[Related, ...] = ()
     model: str | None = None
     module: str | None = None
-    # rule-specific facts a fixer may use (e.g. the fuse list); never printed
-    data: tuple[tuple[str, object], ...] = field(default=(), compare=False)
-
-    @property
-    def rule(self):  # -> RuleInfo, imported lazily to keep this module a leaf
-        from qlint.rules.catalog import RULES
-
-        return RULES[self.code]
-
-    @property
-    def name(self) -> str:
-        return self.rule.name
-
-    @property
-    def severity(self) -> Severity:
-        return self.rule.severity
-
-    def get(self, key: str, default: object = None) -> object:
-        return dict(self.data).get(key, default)
+    name: str = ""
+    severity: Severity | None = None
+    # the typed facts the rule found, handed to its fix (a dataclass of the rule's); never printed
+    data: object = field(default=None, compare=False)
 
     def with_changes(self, **changes: object) -> Diagnostic:
         return replace(self, **changes)

@@ -6,7 +6,7 @@ Torch is imported only on the graph path, and only for files that mention torch.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from qlint.config import Settings, clear_cache, load_settings, with_pragmas
@@ -47,68 +47,78 @@ def collect_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
     return files, errors
 
 
-def check_files(files: list[str], overrides: dict | None = None) -> list[FileResult]:
+def enabled_codes(settings: Settings, path: str) -> frozenset[str]:
+    """The codes reported for ``path`` under ``settings``."""
+    return registry.select_codes(*settings.selection(path))
+
+
+# a stage run on each file's findings after the check, e.g. attaching fixes:
+# stage(diagnostics, source, settings, checked, models) -> diagnostics
+Stage = Callable[[list[Diagnostic], SourceFile, Settings, tuple[str, ...], "list | None"], list[Diagnostic]]
+
+
+def check_files(files: list[str], overrides: dict | None = None, stage: Stage | None = None) -> list[FileResult]:
     """Check each file with its own settings (nearest ``[tool.qlint]`` plus ``overrides``)."""
     clear_cache()
     checked = tuple(files)
     results = []
     for path in files:
         settings = load_settings(path, overrides)
-        results.append(check_file(path, settings, checked))
+        results.append(check_file(path, settings, checked, stage))
     return results
 
 
-def check_file(path: str, settings: Settings, checked: tuple[str, ...] = ()) -> FileResult:
+def check_file(path: str, settings: Settings, checked: tuple[str, ...] = (), stage: Stage | None = None) -> FileResult:
     try:
         source = SourceFile.read(path)
     except UnreadableFile as exc:
         return FileResult(path, None, error=str(exc))
-    return FileResult(path, source, check_source(source, settings, checked or (path,)))
+    diagnostics, models = check_source(source, settings, checked or (path,))
+    if stage is not None:
+        diagnostics = stage(diagnostics, source, settings, checked or (path,), models)
+    return FileResult(path, source, diagnostics)
 
 
-def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...]) -> list[Diagnostic]:
-    """All diagnostics for one file, suppressed, filtered, deduplicated and sorted."""
-    enabled = settings.enabled_codes(source.path)
-    models = None  # the analysed models, when the graph path ran: the fixers reuse them
+def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...]) -> tuple[list[Diagnostic], list]:
+    """All diagnostics for one file, suppressed, filtered, deduplicated and sorted; and the models the
+    graph path analysed (a later stage, e.g. the fixes, reuses them)."""
+    enabled = enabled_codes(settings, source.path)
+    models: list = []
     if not source.ok:
         found = [source.syntax_error]
     else:
         found = _source_diagnostics(source, enabled)
-        if not settings.no_graph and "torch" in source.text and _wants_graph(enabled):
-            from qlint.model.check import graph_diagnostics
+        if not settings.no_graph and "torch" in source.text and registry.wants_graph(enabled):
+            from qlint.model.check import load_models
 
-            graph_found, models = graph_diagnostics(source, with_pragmas(settings, source), enabled, checked)
-            found += graph_found
-    from qlint.fix.attach import attach_fixes  # fills Diagnostic.fix where a fixer can repair it
-
-    return attach_fixes(finalize(found, source, enabled), source, settings, checked, models)
-
-
-def _wants_graph(enabled: frozenset[str]) -> bool:
-    """A graph-basis code (QL001/QL002 come from building and tracing) or a registered graph rule."""
-    from qlint.rules.catalog import RULES, Basis
-
-    graph_rules = registry.load_graph_rules()  # torch-free: the rule modules import torch lazily
-    return any(RULES[c].basis is Basis.GRAPH or c in graph_rules for c in enabled)
+            models, built = load_models(source, with_pragmas(settings, source), checked)
+            found += built
+            rules = registry.graph_rules(enabled)
+            for checked_model in models:
+                for qgraph in checked_model.graphs:
+                    found.extend(d for rule in rules for d in rule.check_graph(qgraph))
+    return finalize(found, source, enabled), models
 
 
 def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
-    if not registry.source_rules_wanted(enabled, source.text):
+    rules = [r for r in registry.source_rules(enabled) if any(t in source.text for t in r.triggers)]
+    if not rules:
         return []
-    rules = registry.load_source_rules()
     from qlint.source.index import index_of
 
     try:
         index = index_of(source)
     except Exception:  # noqa: BLE001 - libcst may lag behind the newest syntax; ast accepted the file
         return []
-    return registry.run(rules, index, enabled)
+    return [d for rule in rules for d in rule.check_source(index)]
 
 
 def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
-    """Keep enabled, unsuppressed diagnostics; report each (code, location) once; sort."""
+    """Keep enabled, unsuppressed diagnostics; report each (code, location) once; give each its rule's
+    name and severity; sort."""
     seen: set[tuple] = set()
     out = []
+    catalog = registry.rules()
     for diag in found:
         if diag.code not in enabled or source.suppressed(diag):
             continue
@@ -116,5 +126,6 @@ def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset
         if key in seen:
             continue
         seen.add(key)
-        out.append(diag)
+        rule = catalog[diag.code]
+        out.append(diag.with_changes(name=rule.name, severity=rule.severity))
     return sorted(out, key=Diagnostic.sort_key)

@@ -534,7 +534,7 @@ def test_pipeline_that_fuses_is_not_reported(write, qlint_json):
 
 
 def test_new_import_joins_an_existing_one_line_import_of_the_module():
-    from qlint.fix.source import FileText
+    from qlint.source.edit import FileText
 
     text = "import torch\nfrom torch.quantization import QuantStub  # stubs\n\nx = 1\n"
     edit = FileText("m.py", text).import_edit("from torch.ao.quantization import DeQuantStub, QuantStub")

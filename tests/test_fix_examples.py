@@ -231,7 +231,7 @@ def test_emit_unsafe_fixes_mobilenet_v2_swaps_relu6_for_relu_like_torchvision(ql
 def test_relu6_rewrites_only_where_relu6_blocks_fusion():
     import torch.nn as nn
 
-    from qlint.fix.relu6 import blocking, relu6_to_relu, split_relu6
+    from qlint.rules.relu6 import blocking, relu6_to_relu, split_relu6
 
     text = "import torch.nn as nn\n\n\ndef build():\n"
     text += "    return nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU6())\n"

@@ -14,7 +14,7 @@ README = (ROOT / "README.md").read_text()
 def test_rule_table_lists_every_rule_with_its_name_severity_and_fix():
     rows = re.findall(r"^\| (QL\d{3}) \| ([a-z0-9-]+) \| (\w+) \| (\w+) \|", README, re.M)
     assert [(c, n, s, f) for c, n, s, f in rows] == [
-        (r.code, r.name, r.severity.value, r.fix.value) for r in RULES.values()
+        (r.code, r.name, r.severity.value, r.fix_availability.value) for r in RULES.values()
     ]
 
 

@@ -18,7 +18,7 @@ from qlint.report.github import escape_data, escape_property, render_github
 from qlint.report.json_format import render_json
 from qlint.report.sarif import artifact_uri, render_sarif
 from qlint.report.text import render_summary, render_text
-from qlint.rules.catalog import RULES, Basis, RuleInfo
+from qlint.rules.catalog import RULES, Basis
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -342,7 +342,20 @@ def test_github_exact_lines() -> None:
 @pytest.fixture
 def info_rule(monkeypatch: pytest.MonkeyPatch) -> str:
     """A temporary info-level rule (the catalog may not have one)."""
-    monkeypatch.setitem(RULES, "QL999", RuleInfo("QL999", "test-info", Severity.INFO, Basis.SOURCE, "a note"))
+    from qlint.rules.base import REGISTRY, Rule
+
+    class TestInfo(Rule):
+        """## What it does
+        A note."""
+
+        code = "QL999"
+        name = "test-info"
+        severity = Severity.INFO
+        basis = (Basis.SOURCE,)
+        summary = "a note"
+
+    REGISTRY.pop("QL999")  # defined only for this test
+    monkeypatch.setitem(RULES, "QL999", TestInfo())
     return "QL999"
 
 

@@ -38,7 +38,7 @@ def _apply(text: str, diags: list[dict]) -> str:
 
 @pytest.mark.parametrize("code", WORKFLOW_CODES)
 def test_rule_page_example_triggers_and_use_instead_does_not(code, write, qlint_json):
-    assert RULES[code].basis is Basis.SOURCE
+    assert RULES[code].basis == (Basis.SOURCE,)
     page = rule_page(code)
     assert page is not None and page.startswith(f"# {code}: {RULES[code].name}\n")
     _, diags = qlint_json(write("example.py", _block(page, "## Example")), "--no-graph", "--select", code)

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field, replace
 
 from qlint.config import Settings
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related, Span
+from qlint.rules.registry import rules
 from qlint.source.file import SourceFile
 
 MAX_ROUNDS = 10
-ISOLATED = ("QL201",)  # applied only in a round where nothing else is: generated from the settled code
-PRIORITY = {"QL101": 0, "QL102": 0, "QL103": 1, "QL104": 1, "QL401": 2, "QL202": 3, "QL201": 4}
 
 
 class FixError(Exception):
@@ -117,7 +116,9 @@ def apply_fixes(text: str, fixes: Sequence[Fix]) -> tuple[str, list[Fix]]:
 
 def resolved_settings(settings: Settings, path: str) -> Settings:
     """Settings whose enabled codes do not depend on the file name (the candidate lives elsewhere)."""
-    enabled = settings.enabled_codes(path)
+    from qlint.engine import enabled_codes
+
+    enabled = enabled_codes(settings, path)
     return replace(settings, select=tuple(sorted(enabled)), ignore=(), per_file_ignores={})
 
 
@@ -157,12 +158,14 @@ def _rename(diag: Diagnostic, old: str, new: str) -> Diagnostic:
 def lint_text(path: str, text: str, settings: Settings, checked: tuple[str, ...] = ()) -> list[Diagnostic]:
     """``qlint check`` of ``text`` as if it were ``path``, fixes attached; spans point at ``path``."""
     from qlint.engine import check_source
+    from qlint.fix.attach import attach_fixes
 
     settings = resolved_settings(settings, path)
     with candidate_file(path, text) as tmp:
         source = SourceFile.from_text(tmp, text)
         others = tuple(c for c in checked if os.path.abspath(c) != os.path.abspath(path))
-        diags = check_source(source, settings, (tmp, *others))  # fixes attached
+        diags, models = check_source(source, settings, (tmp, *others))
+        diags = attach_fixes(diags, source, settings, (tmp, *others), models)
     return [_rename(d, os.path.abspath(tmp), path) for d in diags]
 
 
@@ -187,8 +190,9 @@ def fix_text(
         if outcome.rounds >= MAX_ROUNDS:
             codes = ", ".join(sorted({d.code for d in candidates}))
             raise FixError(f"fixes did not converge after {MAX_ROUNDS} rounds ({codes} keep coming back): a qlint bug")
-        first = [d for d in candidates if d.code not in ISOLATED] or candidates
-        first.sort(key=lambda d: (PRIORITY.get(d.code, 9), d.span.line, d.span.col, d.code))
+        catalog = rules()  # a rule's fix_alone / fix_order: when its fixes go in a round
+        first = [d for d in candidates if not catalog[d.code].fix_alone] or candidates
+        first.sort(key=lambda d: (catalog[d.code].fix_order, d.span.line, d.span.col, d.code))
         new_text, applied = apply_fixes(outcome.text, [d.fix for d in first])
         if new_text == outcome.text:
             raise FixError(f"the fix for {first[0].code} at line {first[0].span.line} changes nothing: a qlint bug")

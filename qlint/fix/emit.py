@@ -4,7 +4,7 @@
 2. write one Python file: the library classes the model uses (their own source, via ``inspect``),
    the helpers defined beside them, imports for everything else, and ``build_model()`` calling the
    root class with the recorded arguments;
-3. where a ReLU6 blocks Conv-BN-ReLU fusion (``qlint.fix.relu6``): build it as ReLU + clamp (safe), or,
+3. where a ReLU6 blocks Conv-BN-ReLU fusion (``qlint.rules.relu6``): build it as ReLU + clamp (safe), or,
    with ``unsafe``, as ReLU (what torchvision's own quantizable MobileNetV2 does);
 4. run the fix loop on that file (safe fixes: stubs, FloatFunctional, distinct modules,
    ``fuse_model()``; with ``unsafe`` also the unsafe ones), so the result is what ``qlint check --fix``
@@ -63,7 +63,7 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
     torchvision's hand-written quantizable models do) or interfaces.
     """
     from qlint.fix.apply import fix_text, write_atomic
-    from qlint.fix.relu6 import relu6_to_relu, split_relu6
+    from qlint.rules.relu6 import relu6_to_relu, split_relu6
 
     spec, model, ctor = _library_model(path, settings, expr)
     text = render(model, ctor, spec.name, path)

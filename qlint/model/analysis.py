@@ -197,7 +197,7 @@ class QGraph:
         *,
         location: tuple[Span, tuple[Related, ...]] | None = None,
         module: str | None = None,
-        **data: object,
+        data: object = None,
     ) -> Diagnostic:
         """A diagnostic about ``node`` (or an explicit location) of this model."""
         span, related = location or (self.locate(node) if node else (self.build_span, ()))
@@ -211,7 +211,7 @@ class QGraph:
             related=related,
             model=self.spec.name,
             module=module,
-            data=tuple(sorted(data.items())),
+            data=data,
         )
 
     def _shared_site(self, name: str) -> bool:

@@ -1,4 +1,6 @@
-"""The graph path of ``qlint check``: find, build, trace and analyse each root model of a file."""
+"""The graph path of ``qlint check``: find, build, trace and analyse each root model of a file.
+
+The engine runs the graph rules over the QGraphs built here."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from qlint.model import frames as fr
 from qlint.model import loader
 from qlint.model.analysis import QGraph, analyze
 from qlint.model.trace import TraceFailure
-from qlint.rules import registry
 from qlint.source.file import SourceFile
 
 MAX_SUBROOTS = 12
@@ -36,18 +37,6 @@ def load_models(
     roots, found = loader.build_roots(source.path, settings, source)
     models = [CheckedModel(spec, model, analyses(spec, model, settings, checked, found)) for spec, model in roots]
     return models, found
-
-
-def graph_diagnostics(
-    source: SourceFile, settings: Settings, enabled: frozenset[str], checked: tuple[str, ...]
-) -> tuple[list[Diagnostic], list[CheckedModel]]:
-    """The graph rules' findings, and the analysed models (the fixers reuse them)."""
-    models, found = load_models(source, settings, checked)
-    rules = registry.load_graph_rules()
-    for checked_model in models:
-        for qgraph in checked_model.graphs:
-            found.extend(registry.run(rules, qgraph, enabled))
-    return found, models
 
 
 def analyses(spec, model, settings: Settings, checked: tuple[str, ...], found: list[Diagnostic]) -> list[QGraph]:

@@ -50,3 +50,17 @@ def render(
         out.write(render_sarif(diagnostics, tool_version=tool_version) + "\n")
     else:
         raise ValueError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def use_color(choice: str) -> bool:
+    """``--color auto|always|never``: auto means a terminal, unless NO_COLOR / FORCE_COLOR say otherwise."""
+    import os
+    import sys
+
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return sys.stdout.isatty()

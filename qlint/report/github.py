@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qlint.diagnostics import Diagnostic, Severity
+from qlint.report.meta import name_of, severity_of
 
 _COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -28,10 +29,10 @@ def github_command(diag: Diagnostic) -> str:
         "col": str(span.col),
         "endLine": str(end_line),
         "endColumn": str(end_col),
-        "title": f"{diag.code} ({diag.name})",
+        "title": f"{diag.code} ({name_of(diag)})",
     }
     joined = ",".join(f"{key}={escape_property(value)}" for key, value in props.items())
-    return f"::{_COMMAND[diag.severity]} {joined}::{escape_data(f'{diag.code} {diag.message}')}"
+    return f"::{_COMMAND[severity_of(diag)]} {joined}::{escape_data(f'{diag.code} {diag.message}')}"
 
 
 def render_github(diagnostics: Sequence[Diagnostic]) -> str:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from qlint.diagnostics import Diagnostic, Fix, Span
+from qlint.report.meta import name_of, severity_of, url_of
 
 
 def _point(line: int, col: int) -> dict[str, int]:
@@ -39,9 +40,9 @@ def diagnostic_to_dict(diag: Diagnostic) -> dict[str, object]:
         "message": diag.message,
         **_where(diag.span),
         "fix": _fix(diag.fix),
-        "url": diag.rule.url,
-        "name": diag.name,
-        "severity": diag.severity.value,
+        "url": url_of(diag),
+        "name": name_of(diag),
+        "severity": severity_of(diag).value,
         "model": diag.model,
         "module": diag.module,
         "related": [{**_where(r.span), "message": r.message} for r in diag.related],

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from qlint.diagnostics import Diagnostic, Fix, Severity, Span
-from qlint.rules.catalog import DOCS_URL, RULES
+from qlint.report.meta import severity_of
+from qlint.rules.base import DOCS_URL
+from qlint.rules.catalog import RULES
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 INFORMATION_URI = DOCS_URL.split("rules/")[0]
@@ -63,7 +65,7 @@ def _result(diag: Diagnostic, rule_index: dict[str, int]) -> dict[str, object]:
     result: dict[str, object] = {
         "ruleId": diag.code,
         "ruleIndex": rule_index[diag.code],
-        "level": _LEVEL[diag.severity],
+        "level": _LEVEL[severity_of(diag)],
         "message": {"text": sarif_text(diag.message)},
         "locations": [{"physicalLocation": _physical(diag.span)}],
     }
@@ -88,7 +90,7 @@ def _rule_descriptor(code: str) -> dict[str, object]:
         "shortDescription": {"text": info.summary},
         "helpUri": info.url,
         "defaultConfiguration": {"level": _LEVEL[info.severity]},
-        "properties": {"basis": info.basis.value, "fix": info.fix.value},
+        "properties": {"basis": " + ".join(b.value for b in info.basis), "fix": info.fix_availability.value},
     }
 
 

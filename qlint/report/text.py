@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from qlint.diagnostics import Applicability, Diagnostic, Severity
+from qlint.report.meta import severity_of
 
 TAB_SIZE = 4
 
@@ -54,7 +55,7 @@ def render_summary(diagnostics: Sequence[Diagnostic], *, color: bool, out: TextI
     if not diagnostics:
         _emit([[("All checks passed!", "bold green")]], color=color, out=out)
         return
-    counts = {sev: sum(d.severity is sev for d in diagnostics) for sev in Severity}
+    counts = {sev: sum(severity_of(d) is sev for d in diagnostics) for sev in Severity}
     files = len({d.span.path for d in diagnostics})
     n = len(diagnostics)
     breakdown = ", ".join(
@@ -95,7 +96,7 @@ def _diagnostic_lines(diag: Diagnostic, sources: Mapping[str, str], fixable_hint
     ]
     if fixable_hint and _applicability(diag) is Applicability.SAFE:
         head += [(" ", None), ("[*]", "cyan")]
-    sev = diag.severity
+    sev = severity_of(diag)
     head += [(" ", None), (f"[{sev.value}]", _SEVERITY_STYLE[sev]), (" ", None), (_clean(diag.message), None)]
     lines = [head]
 

@@ -10,19 +10,222 @@ from __future__ import annotations
 import platform
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
 
-from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related
-from qlint.rules._source_helpers import calls_any, fact, one_pass
-from qlint.rules.registry import source_rule
+from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related, Severity
+from qlint.rules.base import Basis, EditsFound, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, precomputed_fixes
+from qlint.source.facts import calls_any, fact, one_pass
+from qlint.source.names import QCONFIG_GETTERS
 from qlint.source.pipeline import argument, callee_attr
 
-QCONFIG_GETTERS = {
-    "get_default_qconfig", "get_default_qat_qconfig", "get_default_qconfig_mapping",
-    "get_default_qat_qconfig_mapping", "get_default_qconfig_dict", "get_default_qat_qconfig_dict",
-}  # fmt: skip
+if TYPE_CHECKING:
+    from qlint.context import FileContext
+    from qlint.source.index import SourceIndex
+
+
+class QconfigEngineMismatch(Rule):
+    """## What it does
+    Reports `get_default_qconfig("A")`, `get_default_qat_qconfig("A")` and
+    `get_default_qconfig_mapping("A")` (and their QAT / dict variants) when the file sets
+    `torch.backends.quantized.engine` to an engine of another family, or never sets it and `A`
+    differs from the engine torch picks on this host. A call without a backend means `"x86"`,
+    torch's default argument.
+
+    Engines of one family are compatible: `"x86"` and `"fbgemm"` build the same qconfig
+    (`reduce_range=True` activations, per-channel weights) and the x86 engine runs fbgemm kernels.
+    `"qnnpack"` (`reduce_range=False`, per-tensor weights) and `"onednn"` (`reduce_range=False`,
+    per-channel weights) are each their own family. The engine's value is read from string
+    literals, also through a name assigned one string literal in the file; when the engine is set
+    from anything else, nothing is reported.
+
+    When the file never sets the engine, qlint uses the host's default without importing torch:
+    `"x86"` on x86 CPUs (`platform.machine()` is `x86_64`, `AMD64`, `i686`...), `"qnnpack"` on
+    ARM (`aarch64`, `arm64`, `armv7l`...), and nothing on other machines. This is torch's choice
+    on its official builds; a custom build with other engines may differ.
+
+    ## Why is this bad?
+    The qconfig decides how the observers measure ranges; the engine decides which kernels
+    `convert` packs the weights for and which kernels run the model. With a qconfig made for
+    another engine the model still converts and runs, but the numbers are off: a `"qnnpack"`
+    qconfig has `reduce_range=False` activations, which can saturate fbgemm's 16-bit intermediate
+    sums on x86 CPUs without VNNI, and a `"x86"` qconfig on qnnpack throws away a bit of the
+    activation range. Nothing fails; accuracy silently drops and the output differs from what was
+    tested on the other engine (pytorch/pytorch#70512).
+
+    ## Use instead
+    Set the engine in every process that converts or runs the model (an evaluation script that
+    loads a qnnpack model on an x86 server needs `torch.backends.quantized.engine = "qnnpack"`
+    too).
+
+    ## Fix safety
+    No automatic fix: which engine is right depends on the deployment target. Pick it, then use
+    the same name for `torch.backends.quantized.engine` and the qconfig.
+
+    ## References
+    - [pytorch/pytorch#70512](https://github.com/pytorch/pytorch/issues/70512) (a model prepared with qnnpack settings and run on fbgemm gives numerical errors: "fbgemm only works with reduce_range settings")
+    - [pytorch/pytorch#46749](https://github.com/pytorch/pytorch/issues/46749) (tracking the quantization backend settings in a model)
+    - [pytorch/pytorch#56028](https://github.com/pytorch/pytorch/issues/56028) (a qnnpack-quantized model on x86: "it might not get the same numerics")
+    - [Quantization: backend and hardware support](https://pytorch.org/docs/stable/quantization.html#backend-hardware-support)
+    - seed 002: `get_default_qconfig('qnnpack')` with `engine = 'qnnpack'` on a Jetson (ARM): consistent, not reported
+    """
+
+    code = "QL402"
+    name = "qconfig-engine-mismatch"
+    severity = Severity.ERROR
+    flows = (
+        Flow.EAGER,
+        Flow.FX,
+    )
+    basis = (Basis.SOURCE,)
+    summary = "a default qconfig for one engine, another engine set"
+    triggers = ("qconfig",)
+    examples = (
+        Invalid(
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import QuantWrapper, convert, get_default_qconfig, prepare
+
+torch.backends.quantized.engine = "x86"  # the server that runs the model
+
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = get_default_qconfig("qnnpack")  # observers tuned for the ARM engine
+prepared = prepare(model)
+for _ in range(4):
+    prepared(torch.rand(1, 3, 32, 32))
+qmodel = convert(prepared)
+print(qmodel(torch.rand(1, 3, 32, 32)).shape)
+""",
+            lines=(8,),
+        ),
+        Valid(
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import QuantWrapper, convert, get_default_qconfig, prepare
+
+ENGINE = "x86"  # one name for the engine and the qconfig
+torch.backends.quantized.engine = ENGINE
+
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = get_default_qconfig(ENGINE)
+prepared = prepare(model)
+for _ in range(4):
+    prepared(torch.rand(1, 3, 32, 32))
+qmodel = convert(prepared)
+print(qmodel(torch.rand(1, 3, 32, 32)).shape)
+""",
+        ),
+    )
+
+    def check_source(self, index: SourceIndex) -> Iterator[Diagnostic]:
+        return qconfig_engine_mismatch(index)
+
+
+class DeprecatedQuantizationNamespace(Rule):
+    """## What it does
+    Reports the old quantization namespaces, kept by torch only as aliases for backward
+    compatibility, in attribute chains (`torch.quantization.prepare(...)`) and imports
+    (`import torch.quantization as tq`, `from torch.quantization import QuantStub`,
+    `from torch import quantization`):
+
+    | old | new |
+    |---|---|
+    | `torch.quantization` | `torch.ao.quantization` |
+    | `torch.quantization._numeric_suite`, `._numeric_suite_fx` | `torch.ao.ns._numeric_suite`, `._numeric_suite_fx` |
+    | `torch.nn.quantized` | `torch.ao.nn.quantized` |
+    | `torch.nn.intrinsic` | `torch.ao.nn.intrinsic` |
+    | `torch.nn.qat` | `torch.ao.nn.qat` |
+    | `torch.nn.quantizable` | `torch.ao.nn.quantizable` |
+
+    Private modules with no `torch.ao` home (`torch.quantization._quantized_conversions`,
+    `torch.nn.quantized._reference`) are not reported.
+
+    ## Why is this bad?
+    The code moved to `torch.ao` in torch 1.10; the old names are thin re-exports that receive no
+    new features and may be removed. Code written against them mixes two spellings of one API,
+    and an `isinstance` check or a mapping keyed by the old and the new module object still work
+    today only because the objects are the same. In recent torch releases `torch.ao.quantization`
+    itself points eager and FX users to torchao (PT2E): the move to `torch.ao` is the first step
+    of a migration, not the last.
+
+    ## Fix safety
+    Safe: the fix replaces exactly the old namespace text (`torch.quantization` becomes
+    `torch.ao.quantization`, `from torch import quantization` becomes
+    `from torch.ao import quantization`). Every public name of the old namespaces exists under
+    the new one, as the same object, so behaviour does not change. An import that mixes names
+    with two different new homes (`from torch.quantization import _numeric_suite, prepare`) is
+    not reported: split it by hand.
+
+    ## References
+    - [Quantization API reference](https://pytorch.org/docs/stable/quantization-support.html) (`torch.ao.quantization`, `torch.ao.nn.quantized`, ...)
+    - [torch/quantization/__init__.py](https://github.com/pytorch/pytorch/blob/main/torch/quantization/__init__.py) (the re-exports kept "for BC")
+    - seeds 000, 002 and 004: all written against `torch.quantization`
+    """
+
+    code = "QL405"
+    name = "deprecated-quantization-namespace"
+    severity = Severity.INFO
+    flows = (
+        Flow.EAGER,
+        Flow.FX,
+    )
+    basis = (Basis.SOURCE,)
+    summary = "the deprecated torch.quantization namespace"
+    fix_availability = FixAvailability.ALWAYS
+    fix_title = "safe"
+    triggers = ("quantiz", "intrinsic", "nn.qat")
+    examples = (
+        Invalid(
+            """\
+import torch
+import torch.nn as nn
+
+model = nn.Sequential(torch.quantization.QuantStub(), nn.Conv2d(3, 8, 3), torch.quantization.DeQuantStub())
+model.eval()
+model.qconfig = torch.quantization.get_default_qconfig("x86")
+prepared = torch.quantization.prepare(model)
+prepared(torch.rand(1, 3, 32, 32))
+qmodel = torch.quantization.convert(prepared)
+""",
+            lines=(4, 4, 6, 7, 9),
+            fixed="""\
+import torch
+import torch.nn as nn
+
+model = nn.Sequential(torch.ao.quantization.QuantStub(), nn.Conv2d(3, 8, 3), torch.ao.quantization.DeQuantStub())
+model.eval()
+model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+prepared = torch.ao.quantization.prepare(model)
+prepared(torch.rand(1, 3, 32, 32))
+qmodel = torch.ao.quantization.convert(prepared)
+""",
+        ),
+        Valid(
+            """\
+import torch
+import torch.nn as nn
+
+model = nn.Sequential(torch.ao.quantization.QuantStub(), nn.Conv2d(3, 8, 3), torch.ao.quantization.DeQuantStub())
+model.eval()
+model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+prepared = torch.ao.quantization.prepare(model)
+prepared(torch.rand(1, 3, 32, 32))
+qmodel = torch.ao.quantization.convert(prepared)
+""",
+        ),
+    )
+
+    def check_source(self, index: SourceIndex) -> Iterator[Diagnostic]:
+        return deprecated_namespace(index)
+
+    def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+        return precomputed_fixes(items)
+
+
 # engines whose default qconfigs are interchangeable: x86 runs fbgemm kernels and both use
 # reduce_range=True activations with per-channel weights; onednn and qnnpack use reduce_range=False
 ENGINE_FAMILY = {"x86": "x86", "fbgemm": "x86", "onednn": "onednn", "qnnpack": "qnnpack"}
@@ -55,8 +258,7 @@ def host_engine(machine: str | None = None) -> str | None:
     return None
 
 
-@source_rule("QL402")
-def qconfig_engine_mismatch(index) -> Iterator[Diagnostic]:
+def qconfig_engine_mismatch(index: SourceIndex) -> Iterator[Diagnostic]:
     if not calls_any(index, QCONFIG_GETTERS):
         return
     assignments = fact(index, _EngineAssignments)
@@ -159,8 +361,7 @@ def _resolve_string(expr: cst.BaseExpression, strings: dict[str, str | None]) ->
 # QL405 -------------------------------------------------------------------------------------------
 
 
-@source_rule("QL405")
-def deprecated_namespace(index) -> Iterator[Diagnostic]:
+def deprecated_namespace(index: SourceIndex) -> Iterator[Diagnostic]:
     if not _OLD_NAMESPACE_TEXT.search(index.source.text):
         return
     finder = fact(index, _NamespaceFinder)
@@ -178,7 +379,8 @@ def deprecated_namespace(index) -> Iterator[Diagnostic]:
             "QL405",
             f"`{shown}` is a deprecated alias kept for backward compatibility: use `{new}`",
             node,
-        ).with_changes(fix=Fix(Applicability.SAFE, f"Use `{new}`", (Edit(new, (span.line, span.col), span.end),)))
+            data=EditsFound(Fix(Applicability.SAFE, f"Use `{new}`", (Edit(new, (span.line, span.col), span.end),))),
+        )
 
 
 _OLD_NAMESPACE_TEXT = re.compile(

@@ -1,77 +1,61 @@
-"""Rule implementations register here: graph rules query a QGraph, source rules a SourceIndex.
+"""Every rule, found by importing the modules of ``qlint.rules``; selection by code or prefix.
 
-Torch-free: the graph-rule modules are imported only when a model is analysed.
+Rule modules are torch-free at import (they import torch inside their checks), so listing the rules
+costs no torch import. Modules whose name starts with ``_`` hold helpers and define no rules.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+import pkgutil
+from collections.abc import Iterable
+from functools import cache
 
-from qlint.diagnostics import Diagnostic
-from qlint.rules.catalog import RULES
+from qlint.rules.base import REGISTRY, Rule
 
-GraphRule = Callable[[object], Iterable[Diagnostic]]
-SourceRule = Callable[[object], Iterable[Diagnostic]]
-
-GRAPH_RULES: dict[str, GraphRule] = {}
-SOURCE_RULES: dict[str, SourceRule] = {}
-
-_GRAPH_MODULES = ("boundaries", "fusion", "performance", "cuda_in_graph")
-_SOURCE_MODULES = ("devices", "stubs", "engines", "pipelines")
+_NOT_RULES = {"base", "registry", "docs", "catalog"}
 
 
-def graph_rule(*codes: str) -> Callable[[GraphRule], GraphRule]:
-    """Register a function producing diagnostics of ``codes`` from a QGraph."""
+@cache
+def rules() -> dict[str, Rule]:
+    """Every defined rule, by code, in code order."""
+    import qlint.rules as package
 
-    def register(fn: GraphRule) -> GraphRule:
-        for code in codes:
-            assert code in RULES, code
-            GRAPH_RULES[code] = fn
-        return fn
-
-    return register
-
-
-def source_rule(*codes: str) -> Callable[[SourceRule], SourceRule]:
-    """Register a function producing diagnostics of ``codes`` from a SourceIndex."""
-
-    def register(fn: SourceRule) -> SourceRule:
-        for code in codes:
-            assert code in RULES, code
-            SOURCE_RULES[code] = fn
-        return fn
-
-    return register
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _NOT_RULES and not info.name.startswith("_"):
+            importlib.import_module(f"qlint.rules.{info.name}")
+    return dict(sorted(REGISTRY.items()))
 
 
-def load_graph_rules() -> dict[str, GraphRule]:
-    for name in _GRAPH_MODULES:
-        importlib.import_module(f"qlint.rules.{name}")
-    return GRAPH_RULES
+def select_codes(select: Iterable[str] | None, ignore: Iterable[str] | None) -> frozenset[str]:
+    """Codes enabled by ``select`` / ``ignore`` prefixes (``QL1``, ``QL201``, ``ALL``)."""
+    select = None if select is None else list(select)
+    ignore = list(ignore or ())
+
+    def matches(code: str, prefixes: list[str]) -> bool:
+        return any(p == "ALL" or code.startswith(p) for p in prefixes)
+
+    chosen = [c for c in rules() if select is None or matches(c, select)]
+    return frozenset(c for c in chosen if not matches(c, ignore))
 
 
-def load_source_rules() -> dict[str, SourceRule]:
-    for name in _SOURCE_MODULES:
-        importlib.import_module(f"qlint.rules.{name}")
-    return SOURCE_RULES
+def source_rules(enabled: frozenset[str]) -> list[Rule]:
+    return [r for c, r in rules().items() if c in enabled and r.runs_on_source()]
+
+
+def graph_rules(enabled: frozenset[str]) -> list[Rule]:
+    return [r for c, r in rules().items() if c in enabled and type(r).check_graph is not Rule.check_graph]
 
 
 def source_rules_wanted(enabled: frozenset[str], text: str) -> bool:
-    """Whether any enabled source rule could fire on ``text``, by the catalog's trigger words.
+    """Whether any enabled source rule could fire on ``text``, by its trigger words.
 
-    Decided before any rule module (and libcst) is imported: a file with nothing to find costs nothing.
-    Every source rule declares its trigger words (a test holds them to it).
+    Decided before libcst is imported: a file with nothing to find costs nothing. Every source rule
+    declares its trigger words (a test holds them to it).
     """
-    return any(code in RULES and any(t in text for t in RULES[code].triggers) for code in enabled)
+    return any(any(t in text for t in r.triggers) for r in source_rules(enabled))
 
 
-def run(rules: dict[str, Callable], subject: object, enabled: frozenset[str]) -> list[Diagnostic]:
-    """Each distinct rule function once; keep only enabled codes."""
-    out: list[Diagnostic] = []
-    done: set[Callable] = set()
-    for code, fn in rules.items():
-        if code in enabled and fn not in done:
-            done.add(fn)
-            out.extend(d for d in fn(subject) if d.code in enabled)
-    return out
+def wants_graph(enabled: frozenset[str]) -> bool:
+    """A graph check, or QL001/QL002 (they come from building and tracing), is enabled."""
+    return any(r.runs_on_graph() for c, r in rules().items() if c in enabled)

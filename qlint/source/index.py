@@ -59,8 +59,8 @@ class SourceIndex:
         pos = self.positions[node]
         return Span(self.path, pos.start.line, pos.start.column + 1, pos.end.line, pos.end.column + 1)
 
-    def diagnostic(self, code: str, message: str, node: cst.CSTNode, **data: object) -> Diagnostic:
-        return Diagnostic(code, message, self.span(node), data=tuple(sorted(data.items())))
+    def diagnostic(self, code: str, message: str, node: cst.CSTNode, data: object = None) -> Diagnostic:
+        return Diagnostic(code, message, self.span(node), data=data)
 
     def calls_in(self, cls: str, functions: set[str]) -> list[CallSite]:
         return [c for c in self.calls if c.cls == cls and c.function in functions]

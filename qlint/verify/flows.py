@@ -120,8 +120,8 @@ def run_tracked(model: nn.Module, phase: str, batches: Sequence[Batch]) -> None:
 def derived_fusion(model: nn.Module) -> list[list[str]]:
     """The fusable chains qlint derives: QL201's own matcher (torch's fuser patterns) on the module's QGraph."""
     from qlint.model.analysis import analyze_module
+    from qlint.model.fusion import fusion_chains
     from qlint.model.trace import TraceFailure
-    from qlint.rules.fusion import fusion_chains
 
     try:
         with quiet():

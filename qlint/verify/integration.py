@@ -13,7 +13,7 @@ from qlint import config
 from qlint.api import check_paths
 from qlint.config import Settings
 from qlint.diagnostics import Diagnostic, Related, Span
-from qlint.engine import finalize
+from qlint.engine import enabled_codes, finalize
 from qlint.model import frames as fr
 from qlint.model import loader
 from qlint.report.json_format import diagnostic_to_dict
@@ -95,7 +95,7 @@ def suppress(diagnostics: list[Diagnostic], path: str, settings: Settings | None
         source = SourceFile.read(path)
     except UnreadableFile:
         return diagnostics
-    return finalize(diagnostics, source, settings.enabled_codes(path))
+    return finalize(diagnostics, source, enabled_codes(settings, path))
 
 
 def render_diagnostics(diagnostics: Sequence[Diagnostic], color: bool, out) -> None:

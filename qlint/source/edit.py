@@ -27,13 +27,14 @@ class ClassSite:
 class FileText:
     """Parsed text of one file plus the queries fixers share."""
 
-    def __init__(self, path: str, text: str):
+    def __init__(self, path: str, text: str, wrapper: MetadataWrapper | None = None):
+        """``wrapper``: the file's parsed tree, shared with the SourceIndex (parsed here when None)."""
         self.path = path
         self.text = text
-        self.module = cst.parse_module(text)
-        wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-        self.positions = wrapper.resolve(PositionProvider)
-        self.parents = wrapper.resolve(ParentNodeProvider)
+        self.wrapper = wrapper or MetadataWrapper(cst.parse_module(text), unsafe_skip_copy=True)
+        self.module = self.wrapper.module
+        self.positions = self.wrapper.resolve(PositionProvider)
+        self.parents = self.wrapper.resolve(ParentNodeProvider)
         self.lines = text.splitlines(keepends=True)
 
     # ---- positions -------------------------------------------------------------------------

@@ -1,12 +1,16 @@
-"""Pieces several fixers share: declaring attributes in ``__init__``, spelling quantization names."""
+"""Pieces several fixes share: declaring attributes in ``__init__``, spelling quantization names."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from qlint.diagnostics import Edit
-from qlint.fix.context import FixContext
-from qlint.fix.source import methods, super_init_statement
+from qlint.source.edit import methods, super_init_statement
+
+if TYPE_CHECKING:
+    from qlint.context import FileContext
 
 FLOAT_FUNCTIONAL = (
     "torch.ao.nn.quantized.FloatFunctional",
@@ -25,7 +29,7 @@ DEQUANT_STUB = (
 )
 
 
-def declare(ctx: FixContext, cls: cst.ClassDef, lines: list[str]) -> Edit | None:
+def declare(ctx: FileContext, cls: cst.ClassDef, lines: list[str]) -> Edit | None:
     """Insert ``lines`` (attribute declarations) right after ``super().__init__()`` of ``cls``."""
     init = methods(cls).get("__init__")
     if init is None:
@@ -36,7 +40,7 @@ def declare(ctx: FixContext, cls: cst.ClassDef, lines: list[str]) -> Edit | None
     return ctx.file.insert_lines_after(stmt, lines)
 
 
-def spelled(ctx: FixContext, candidates: tuple[str, ...], prefer_direct: bool = False) -> tuple[str, list[Edit]]:
+def spelled(ctx: FileContext, candidates: tuple[str, ...], prefer_direct: bool = False) -> tuple[str, list[Edit]]:
     """(how to write the class in this file, import edits needed).
 
     ``prefer_direct``: import the class by name (``QuantStub``) unless the file already binds it.
@@ -49,7 +53,7 @@ def spelled(ctx: FixContext, candidates: tuple[str, ...], prefer_direct: bool = 
     return leaf, [ctx.file.import_edit(f"from {module} import {leaf}")]
 
 
-def stub_names(ctx: FixContext, need_quant: bool, need_dequant: bool) -> tuple[str, str, list[Edit]]:
+def stub_names(ctx: FileContext, need_quant: bool, need_dequant: bool) -> tuple[str, str, list[Edit]]:
     """QuantStub / DeQuantStub spellings, with one import line for whichever the file lacks."""
     quant = ctx.file.spell(QUANT_STUB)
     dequant = ctx.file.spell(DEQUANT_STUB)
@@ -62,29 +66,9 @@ def stub_names(ctx: FixContext, need_quant: bool, need_dequant: bool) -> tuple[s
     return quant or "QuantStub", dequant or "DeQuantStub", edits
 
 
-def torch_name(ctx: FixContext) -> tuple[str, list[Edit]]:
+def torch_name(ctx: FileContext) -> tuple[str, list[Edit]]:
     """How to spell the ``torch`` module here (adds ``import torch`` if the file has no such name)."""
     for bound, origin in ctx.file.bound_names.items():
         if origin == "torch":
             return bound, []
     return "torch", [ctx.file.import_edit("import torch")]
-
-
-def construction_call(ctx: FixContext, module, direct: bool = False) -> cst.Call | None:
-    """The call of this file that built ``module`` (its recorded construction frame).
-
-    ``direct``: only a call that constructs the module itself (``nn.ReLU6()``), not one that reaches
-    its constructor through library code (``torchvision.models.mobilenet_v2()``).
-    """
-    import os
-
-    from qlint.model import frames as fr
-
-    here = os.path.abspath(ctx.path)
-    frames = fr.construction_frames(module)
-    frame = next((f for f in frames if os.path.abspath(f.path) == here), None)
-    if frame is None or (direct and frame is not frames[0]):
-        return None
-    span = fr.display_span(frame, ctx.path)
-    found = [n for n in ctx.file.nodes_at(span, (cst.Call,)) if ctx.file.end(n) == span.end]
-    return found[0] if found else None

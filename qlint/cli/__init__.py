@@ -8,8 +8,8 @@ import re
 import sys
 from collections.abc import Sequence
 
-from qlint import __version__
 from qlint.config import BACKENDS, ConfigError, check_backend, parse_shape
+from qlint.version import __version__
 
 _SELECTOR = re.compile(r"^(ALL|QL\d{0,3})$")
 
@@ -81,12 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="list all rules")
     rules.add_argument("--format", choices=("text", "json"), default="text")
 
-    try:
-        from qlint.verify.command import add_parser as add_verify
-    except ImportError:  # pragma: no cover - verify is optional while under construction
-        add_verify = None
-    if add_verify is not None:
-        add_verify(sub)
+    from qlint.verify.command import add_parser as add_verify
+
+    add_verify(sub)
     return parser
 
 
@@ -100,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _check(args)
         if args.command == "emit":
-            from qlint.fix.command import run_emit
+            from qlint.cli.fix import run_emit
 
             return run_emit(args)
         if args.command == "rule":
@@ -132,16 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _color(choice: str) -> bool:
-    if choice != "auto":
-        return choice == "always"
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    return sys.stdout.isatty()
-
-
 def _check(args: argparse.Namespace) -> int:
     from qlint import report
     from qlint.engine import check_files, collect_files
@@ -159,10 +146,12 @@ def _check(args: argparse.Namespace) -> int:
         "no_graph": True if args.no_graph else None,
     }
     if args.fix or args.diff:
-        from qlint.fix.command import run_fix
+        from qlint.cli.fix import run_fix
 
         return run_fix(args, files, errors, overrides)
-    results = check_files(files, overrides)
+    from qlint.fix.attach import attach_fixes  # show what is fixable
+
+    results = check_files(files, overrides, stage=attach_fixes)
     diagnostics = [d for r in results for d in r.diagnostics]
     errors += [r.error for r in results if r.error]
     for error in errors:
@@ -171,7 +160,7 @@ def _check(args: argparse.Namespace) -> int:
         diagnostics,
         args.format,
         sources={r.path: r.source.text for r in results if r.source is not None},
-        color=_color(args.color),
+        color=report.use_color(args.color),
         out=sys.stdout,
         files_checked=len(files),
         tool_version=__version__,
@@ -206,8 +195,8 @@ def _rules(fmt: str) -> int:
                         "code": r.code,
                         "name": r.name,
                         "severity": r.severity.value,
-                        "basis": r.basis.value,
-                        "fix": r.fix.value,
+                        "basis": " + ".join(b.value for b in r.basis),
+                        "fix": r.fix_availability.value,
                         "summary": r.summary,
                         "url": r.url,
                     }
@@ -220,5 +209,5 @@ def _rules(fmt: str) -> int:
     width = max(len(r.name) for r in RULES.values())
     print(f"{'code':<6} {'name':<{width}} {'severity':<8} {'fix':<9} summary")
     for r in RULES.values():
-        print(f"{r.code:<6} {r.name:<{width}} {r.severity.value:<8} {r.fix.value:<9} {r.summary}")
+        print(f"{r.code:<6} {r.name:<{width}} {r.severity.value:<8} {r.fix_availability.value:<9} {r.summary}")
     return 0

@@ -1,8 +1,8 @@
-"""What fixers know about one file: its text (libcst) and its models with their QGraphs.
+"""One checked file as rules and fixes see it: its text, one parsed libcst tree, its models.
 
-The models are the ones ``qlint check`` just built and analysed (handed over by the engine), so a
-fixer can ask which inputs are float, what a module holds, or which fusion chains are left; only a
-fixer called on its own (``compute_fix``) builds them.
+The tree is parsed once per text (``SourceIndex``) and shared by the source rules and the fixes; the
+models are the ones ``qlint check`` built and analysed (handed over by the engine), built lazily
+only when nobody did.
 """
 
 from __future__ import annotations
@@ -13,31 +13,47 @@ from typing import TYPE_CHECKING
 
 from qlint.config import Settings
 from qlint.diagnostics import Diagnostic
-from qlint.fix.source import FileText
 from qlint.source.file import SourceFile
 
 if TYPE_CHECKING:
     from qlint.model.check import CheckedModel
+    from qlint.source.edit import FileText
+    from qlint.source.index import SourceIndex
 
 
-class FixContext:
+class FileContext:
     def __init__(
         self,
         source: SourceFile,
         settings: Settings | None = None,
         checked: tuple[str, ...] = (),
         models: list[CheckedModel] | None = None,
+        diagnostics: tuple[Diagnostic, ...] = (),
     ):
         self.source = source
         self.settings = settings
         self.checked = checked or (source.path,)
-        self.file = FileText(source.path, source.text)
+        self.diagnostics = diagnostics  # the file's findings (a fix may read its rule's others)
         if models is not None:  # analysed by the check that produced the diagnostics
             self.__dict__["models"] = models
 
     @property
     def path(self) -> str:
         return self.source.path
+
+    @cached_property
+    def index(self) -> SourceIndex:
+        """The file's SourceIndex (its one libcst parse)."""
+        from qlint.source.index import index_of
+
+        return index_of(self.source)
+
+    @cached_property
+    def file(self) -> FileText:
+        """Edit builders over the same parsed tree."""
+        from qlint.source.edit import FileText
+
+        return FileText(self.source.path, self.source.text, self.index.wrapper)
 
     @cached_property
     def models(self) -> list[CheckedModel]:
@@ -81,3 +97,22 @@ class FixContext:
         except (OSError, TypeError):
             line = None
         return self.file.class_named(cls.__name__, line)
+
+    def construction_call(self, module, direct: bool = False):
+        """The call of this file that built ``module`` (its recorded construction frame), or None.
+
+        ``direct``: only a call that constructs the module itself (``nn.ReLU6()``), not one that reaches
+        its constructor through library code (``torchvision.models.mobilenet_v2()``).
+        """
+        import libcst as cst
+
+        from qlint.model import frames as fr
+
+        here = os.path.abspath(self.path)
+        frames = fr.construction_frames(module)
+        frame = next((f for f in frames if os.path.abspath(f.path) == here), None)
+        if frame is None or (direct and frame is not frames[0]):
+            return None
+        span = fr.display_span(frame, self.path)
+        found = [n for n in self.file.nodes_at(span, (cst.Call,)) if self.file.end(n) == span.end]
+        return found[0] if found else None

@@ -14,8 +14,9 @@ from qlint.source.file import SourceFile, UnreadableFile
 
 
 def run_fix(args: argparse.Namespace, files: list[str], errors: list[str], overrides: dict) -> int:
-    from qlint import __version__, report
-    from qlint.cli import _color
+    from qlint import report
+    from qlint.report import use_color
+    from qlint.version import __version__
 
     remaining: list[Diagnostic] = []
     sources: dict[str, str] = {}
@@ -60,7 +61,7 @@ def run_fix(args: argparse.Namespace, files: list[str], errors: list[str], overr
         remaining,
         args.format,
         sources=sources,
-        color=_color(args.color),
+        color=use_color(args.color),
         out=sys.stdout,
         files_checked=len(files),
         tool_version=__version__,
@@ -84,7 +85,7 @@ def _fix_one(
         from qlint.engine import check_source
 
         outcome = FixOutcome(path, source.text, source.text)
-        outcome.remaining = check_source(source, settings, checked)
+        outcome.remaining = check_source(source, settings, checked)[0]
         return outcome, None
     try:
         return fix_text(path, source.text, settings, unsafe, checked), None
