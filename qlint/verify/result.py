@@ -108,6 +108,7 @@ class Candidate:
             "int8_ms": _r(self.int8_ms),
             "sqnr_db": _r(self.sqnr_db),
             **_spread_json("speedup_vs_float", self.speedup),
+            "first_call_ms": _r(self.cold_start_ms[0]) if self.cold_start_ms else None,
             "suspect": self.suspect,
             "error": self.error,
         }
