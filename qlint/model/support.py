@@ -183,3 +183,8 @@ def cpu_copy(module: nn.Module) -> nn.Module:
     if any(t.is_meta for t in [*clone.parameters(), *clone.buffers()]):
         clone = clone.to_empty(device="cpu")
     return clone
+
+
+def is_dilated_grouped_conv(module: nn.Module) -> bool:
+    """A convolution with groups > 1 and a dilation > 1: slow int8 kernels on fbgemm / x86 (QL301, pytorch#59730)."""
+    return isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1 and any(d > 1 for d in module.dilation)

@@ -11,7 +11,9 @@ from torch import nn
 
 from qlint.verify.calibrate import Batch
 
-SKIP_TYPES = ("Identity", "Dropout", "Dropout2d", "Dropout1d", "Dropout3d")
+# not layers: stubs (float and converted), identities, dropouts
+SKIP_TYPES = ("Identity", "Dropout", "Dropout2d", "Dropout1d", "Dropout3d", "QuantStub", "DeQuantStub", "Quantize",
+              "DeQuantize")  # fmt: skip
 VANISHED = 1e-6  # a layer whose float output stays below this has no SQNR worth reporting
 
 

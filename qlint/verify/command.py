@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
 FLOWS = ("eager", "fx", "pt2e")
@@ -26,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=[], metavar="EXPR", help="how to build the model, e.g. 'Net(3)'")
     p.add_argument("--backend", choices=BACKENDS, help="quantized engine (default: torch's default on this host)")
     p.add_argument("--flow", choices=FLOWS, default="eager", help="quantization flow (default: eager)")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="pt2e: time the un-compiled reference graph, not torch.compile; no PT2E remedies")  # fmt: skip
     p.add_argument("--input-shape", metavar="SHAPE", help="e.g. 1x3x512x512 (default: [tool.qlint] or 1x3x224x224)")
     p.add_argument("--calibration", default="8", metavar="N|module:function",
                    help="N random batches (default 8), or a function yielding batches")  # fmt: skip
@@ -42,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="measure other engines and float islands: when int8 is slow (auto), always, never",
     )
+    p.add_argument("--fail-on", choices=("error", "warning", "info"),
+                   help="exit 1 on any finding at least this severe (default: conversion failed, SQNR below "
+                   "the bar, int8 measurably slower than float)")  # fmt: skip
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report (pip install qlint[report])")
 
 
 def _error(msg: str) -> int:
@@ -118,6 +123,13 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"{path}: no such file")
     if args.threads < 1 or args.repeat < 1 or args.cold_calls < 1 or args.warmup < 0:
         return _error("--threads, --repeat and --cold-calls must be >= 1, --warmup >= 0")
+    if args.html:
+        from qlint.verify.html import MissingReportExtra, check_available
+
+        try:
+            check_available()
+        except MissingReportExtra as exc:
+            return _error(str(exc))
     try:
         check_flow_available(args.flow)
         settings = load_settings(path, {"backend": args.backend})
@@ -131,9 +143,11 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             repeats=args.repeat,
             cold_calls=args.cold_calls,
-            layer_repeats=min(args.repeat, 5),
+            layer_repeats=args.repeat,
             random_weights=not args.weights,
             remedies=args.remedies,
+            compile=args.compile,
+            fail_on=args.fail_on,
         )
         targets = load_targets(path, settings, exprs)
         results = []
@@ -149,17 +163,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         report.render_text(results, sys.stdout)
     sys.stdout.flush()
+    if args.html:
+        from qlint.verify.html import write_html
+
+        write_html(results, args.html)
+        sys.stderr.write(f"qlint verify: wrote {args.html}\n")
     return max(r.exit_code for r in results)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry (``python -m qlint.verify.command verify model.py``) until the main CLI wires it."""
-    parser = argparse.ArgumentParser(prog="qlint")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return run(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

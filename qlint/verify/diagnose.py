@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from qlint.diagnostics import Diagnostic, Related, Span
+from qlint.diagnostics import Diagnostic, Related, Severity, Span
 from qlint.verify import integration
 from qlint.verify.integration import Target
 from qlint.verify.result import Failure, LayerStat, VerifyResult
+from qlint.verify.stats import SLOWER, UNCLEAR
+from qlint.verify.verdicts import cold_start, layer_verdict
 
 MAX_LISTED = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Finding(Diagnostic):
+    """A measured diagnostic whose severity can be lower than its rule's: "could not tell at this noise
+    level" is reported under QL605 / QL602 as an info."""
+
+    level: Severity | None = field(default=None, compare=False)
+
+    @property
+    def severity(self) -> Severity:
+        return self.level or self.rule.severity
+
+
 _VERIFY_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -121,6 +138,8 @@ def conversion_failed(f: Failure, target: Target) -> Diagnostic:
 
 def _layer_words(lay: LayerStat, base: nn.Module) -> str:
     words = f"`{lay.module}` {lay.float_ms:.2f} -> {lay.int8_ms:.2f} ms"
+    if lay.slowdown is not None:
+        words += f" (int8/float {lay.slowdown.text()})"
     if lay.dilated_grouped:
         try:
             mod = base.get_submodule(lay.module)
@@ -131,53 +150,47 @@ def _layer_words(lay: LayerStat, base: nn.Module) -> str:
     return words
 
 
-def measured_diagnostics(result: VerifyResult, target: Target, base: nn.Module) -> list[Diagnostic]:
-    from qlint.verify.runner import is_slow
+def _noise(result: VerifyResult) -> str:
+    if result.speedup_spread is None:
+        return f"{result.threads} threads"
+    return f"{result.threads} threads, float and int8 timed in {result.speedup_spread.n} interleaved pairs"
 
+
+def measured_diagnostics(result: VerifyResult, target: Target, base: nn.Module) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     engine, shape = result.backend, _shape(result)
     rec = result.recommendation
+    spread = result.speedup_spread
+    speed = spread.text() if spread else f"{result.speedup:.2f}x" if result.speedup else "-"
     if result.slower_than_float:
         fix = ""
         if rec is not None and rec.speedup_vs_float > 1:
             fix = f"; measured fix: {rec.name} ({rec.int8_ms:.1f} ms, {rec.speedup_vs_float:.2f}x faster than float)"
         out.append(
-            Diagnostic(
+            Finding(
                 "QL605",
                 f"the int8 model is slower than float on {engine}: "
-                f"{result.int8_ms:.1f} ms vs {result.float_ms:.1f} ms "
-                f"({result.float_ms / result.int8_ms:.2f}x) at {shape}, {result.threads} threads{fix}",
+                f"{result.int8_ms:.1f} ms vs {result.float_ms:.1f} ms, float/int8 {speed} "
+                f"at {shape}, {_noise(result)}{fix}",
                 target.span,
                 model=target.name,
             )
         )
-    groups: dict[tuple, list[LayerStat]] = defaultdict(list)
-    spans: dict[tuple, tuple[Span, tuple[Related, ...]]] = {}
-    for lay in sorted((x for x in result.layers if is_slow(x, result.int8_ms)), key=lambda x: x.float_ms - x.int8_ms):
-        span, related = module_span(target, lay.module)
-        key = (span, tuple(r.span for r in related))
-        groups[key].append(lay)
-        spans[key] = (span, related)
-    for key, lays in groups.items():
-        span, related = spans[key]
-        listed = "; ".join(_layer_words(x, base) for x in lays[:MAX_LISTED])
-        more = f"; and {len(lays) - MAX_LISTED} more" if len(lays) > MAX_LISTED else ""
-        head = (
-            f"{len(lays)} layers built here run slower in int8 than in float"
-            if len(lays) > 1
-            else "runs slower in int8 than in float"
-        )
+    elif result.speed_unclear:
         out.append(
-            Diagnostic(
-                "QL602",
-                f"{head} on {engine} at {shape}: {listed}{more}",
-                span,
-                related=related,
+            Finding(
+                "QL605",
+                f"could not tell at this noise level whether the int8 model is slower than float on {engine}: "
+                f"float/int8 {speed} (the interquartile range straddles 1) at {shape}, {_noise(result)}; "
+                "run again on a quieter machine or with more --repeat",
+                target.span,
                 model=target.name,
-                module=lays[0].module,
-                data=(("modules", tuple(x.module for x in lays)),),
+                level=Severity.INFO,
             )
         )
+    verdicts = {x.module: layer_verdict(x, result.int8_ms) for x in result.layers}
+    for verdict in (SLOWER, UNCLEAR):
+        out += _slow_layers([x for x in result.layers if verdicts[x.module] == verdict], verdict, result, target, base)
     if result.sqnr_db is not None and result.sqnr_db < result.min_sqnr:
         worst = [x for x in result.layers if x.sqnr_db is not None][:3]
         names = ", ".join(f"`{x.module}` {x.sqnr_db:.1f} dB" for x in worst)
@@ -190,26 +203,85 @@ def measured_diagnostics(result: VerifyResult, target: Target, base: nn.Module) 
                 model=target.name,
             )
         )
-    from qlint.verify.runner import cold_start
-
     if cold_start(result):
         steady, cold = result.int8_ms, result.cold_start_ms
         excess = sum(max(0.0, c - steady) for c in cold)
         slow_calls = sum(c >= 1.5 * steady for c in cold)
         calls = ", ".join(f"{c:.1f}" for c in cold)
         where = ", ".join(f"`{n}` +{ms:.1f} ms" for n, ms in result.cold_layers[:3])
+        if result.compiled:
+            why = "torch.compile (inductor) compiles on the first call"
+            remedy = (
+                "build an AOTInductor package ahead of time (torch._inductor.aoti_compile_and_package on "
+                "torch.export of the converted model) and load it at startup (torch._inductor.aoti_load_package)"
+            )
+            if result.aot_first_call_ms is not None:
+                remedy += (
+                    f": measured here, built in {result.aot_build_s:.1f} s, loaded in {result.aot_load_ms:.1f} ms, "
+                    f"first call {result.aot_first_call_ms:.1f} ms"
+                )
+            remedy += "; or run one warm-up forward at startup, before serving"
+        else:
+            why = f"one-time kernel and weight setup on {engine}"
+            remedy = (
+                f"run {max(1, slow_calls)} warm-up forward(s) on an input of the deployment shape at startup, "
+                "before serving (a new input shape pays again)"
+            )
         out.append(
-            Diagnostic(
+            Finding(
                 "QL604",
                 f"the first call took {cold[0]:.1f} ms, "
                 f"{cold[0] / steady:.1f}x the steady state {steady:.1f} ms "
                 f"(first {len(cold)} calls: {calls} ms; {excess:.1f} ms extra in all"
                 + (f", most in {where}" if where else "")
-                + f"): one-time kernel and weight setup on {engine}; run {max(1, slow_calls)} warm-up "
-                "forward(s) on an input of the deployment shape at startup, before serving (a new input "
-                "shape pays again)",
+                + f"): {why}; {remedy}",
                 target.span,
                 model=target.name,
             )
         )
     return integration.suppress(out, target.path, target.settings)
+
+
+def _slow_layers(
+    layers: list[LayerStat], verdict: str, result: VerifyResult, target: Target, base: nn.Module
+) -> list[Diagnostic]:
+    """QL602 per source line: a warning for layers measurably slower in int8, an info for those whose
+    pairs disagree (could not tell at this noise level)."""
+    groups: dict[tuple, list[LayerStat]] = defaultdict(list)
+    spans: dict[tuple, tuple[Span, tuple[Related, ...]]] = {}
+    for lay in sorted(layers, key=lambda x: x.float_ms - x.int8_ms):
+        span, related = module_span(target, lay.module)
+        key = (span, tuple(r.span for r in related))
+        groups[key].append(lay)
+        spans[key] = (span, related)
+    out: list[Diagnostic] = []
+    where = f"on {result.backend} at {_shape(result)}"
+    for key, lays in groups.items():
+        span, related = spans[key]
+        listed = "; ".join(_layer_words(x, base) for x in lays[:MAX_LISTED])
+        more = f"; and {len(lays) - MAX_LISTED} more" if len(lays) > MAX_LISTED else ""
+        if verdict == SLOWER:
+            head = (
+                f"{len(lays)} layers built here run slower in int8 than in float"
+                if len(lays) > 1
+                else "runs slower in int8 than in float"
+            )
+        else:
+            head = (
+                f"could not tell at this noise level whether {len(lays)} layers built here run slower in int8"
+                if len(lays) > 1
+                else "could not tell at this noise level whether it runs slower in int8 than in float"
+            )
+        out.append(
+            Finding(
+                "QL602",
+                f"{head} {where}: {listed}{more}",
+                span,
+                related=related,
+                model=target.name,
+                module=lays[0].module,
+                data=(("modules", tuple(x.module for x in lays)),),
+                level=None if verdict == SLOWER else Severity.INFO,
+            )
+        )
+    return out

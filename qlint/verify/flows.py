@@ -7,7 +7,7 @@ import copy
 import functools
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -166,9 +166,14 @@ class Flow:
 
     name = "eager"
 
-    def __init__(self, engine: str, float_modules: Sequence[str] = ()) -> None:
+    def __init__(self, engine: str, float_modules: Sequence[str] = (), compile: bool = False) -> None:
         self.engine = engine
         self.float_modules = tuple(float_modules)
+        self.compile = compile  # run the converted model under torch.compile (inductor), as PT2E users do
+
+    @property
+    def label(self) -> str:
+        return self.engine
 
     def prepare(self, model: nn.Module, example: Batch) -> nn.Module:
         raise NotImplementedError
@@ -250,6 +255,10 @@ class Pt2eFlow(Flow):
 
     name = "pt2e"
 
+    @property
+    def label(self) -> str:
+        return "x86-inductor" + ("" if self.compile else ", not compiled")
+
     def prepare(self, model: nn.Module, example: Batch) -> nn.Module:
         prepare_pt2e, _, quantizer_cls, default_config = _torchao_pt2e()
         quantizer = quantizer_cls()
@@ -264,9 +273,49 @@ class Pt2eFlow(Flow):
         return convert_pt2e(prepared)
 
 
-def make_flow(flow: str, engine: str, float_modules: Sequence[str] = ()) -> Flow:
+def make_flow(flow: str, engine: str, float_modules: Sequence[str] = (), compile: bool = False) -> Flow:
     cls = {"eager": EagerFlow, "fx": FxFlow, "pt2e": Pt2eFlow}[flow]
-    return cls(engine, float_modules)
+    return cls(engine, float_modules, compile)
+
+
+def pt2e_available() -> bool:
+    try:
+        _torchao_pt2e()
+    except MissingExtra:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def inductor_freezing() -> Iterator[None]:
+    """``torch._inductor.config.freezing = True`` while verify runs (the PT2E x86 flow's setting)."""
+    try:
+        import torch._inductor.config as inductor_config
+    except Exception:  # noqa: BLE001 - no inductor: compiling will say so
+        yield
+        return
+    with inductor_config.patch(freezing=True):
+        yield
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)`` with inductor; compiles on its first call."""
+    return torch.compile(model)
+
+
+def aot_package(model: nn.Module, example: Batch, folder: str) -> tuple[Callable, float, float]:
+    """AOTInductor: (the loaded package, build seconds, load ms). Built ahead of time with
+    ``aoti_compile_and_package`` from ``torch.export`` of the model; loaded with ``aoti_load_package``."""
+    import os
+    import time
+
+    t0 = time.perf_counter()
+    exported = torch.export.export(model, tuple(example))
+    path = torch._inductor.aoti_compile_and_package(exported, package_path=os.path.join(folder, "model.pt2"))
+    built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loaded = torch._inductor.aoti_load_package(path)
+    return loaded, built, (time.perf_counter() - t0) * 1000
 
 
 def check_flow_available(flow: str) -> None:

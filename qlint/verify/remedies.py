@@ -6,14 +6,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from qlint.model.support import is_dilated_grouped_conv
 from qlint.verify.result import Candidate, LayerStat, Recommendation
+from qlint.verify.verdicts import suspect
 
-
-def dilated_grouped(module: nn.Module) -> bool:
-    """A conv with groups > 1 and dilation > 1 (QL301, pytorch/pytorch#59730)."""
-    if not isinstance(module, nn.modules.conv._ConvNd):
-        return False
-    return module.groups > 1 and any(d > 1 for d in module.dilation)
+TIE = 0.02  # candidates within 2% of the fastest are tied: the higher SQNR wins
 
 
 def dilated_grouped_names(model: nn.Module) -> list[str]:
@@ -22,7 +19,7 @@ def dilated_grouped_names(model: nn.Module) -> list[str]:
     for name, mod in model.named_modules():
         if not name:
             continue
-        if dilated_grouped(mod) and not any(name.startswith(o + ".") for o in out):
+        if is_dilated_grouped_conv(mod) and not any(name.startswith(o + ".") for o in out):
             parent = name.rsplit(".", 1)[0] if "." in name else ""
             # a fused ConvReLU2d holds the conv as child "0": the island is the fused module
             if parent and type(model.get_submodule(parent)).__module__.startswith("torch.ao.nn.intrinsic"):
@@ -58,21 +55,62 @@ def island_sets(
     return sets
 
 
+def speed(c: Candidate, float_ms: float) -> float | None:
+    """float / int8 of a candidate: the median of its pairs, else the ratio of the medians."""
+    if c.speedup is not None:
+        return c.speedup.median
+    return float_ms / c.int8_ms if c.int8_ms else None
+
+
 def recommend(
     candidates: Sequence[Candidate], float_ms: float, min_sqnr: float, flow: str, engine: str
 ) -> Recommendation | None:
-    """The fastest measured candidate whose SQNR meets ``min_sqnr``."""
-    ok = [c for c in candidates if c.int8_ms is not None and c.sqnr_db is not None and c.sqnr_db >= min_sqnr]
+    """The fastest measured candidate whose SQNR meets ``min_sqnr``; candidates within 2% of the fastest
+    are tied and the higher SQNR wins. Never one slower than the configuration as given, never a suspect
+    one (more than 20x faster than float), never one that failed."""
+    measured = [c for c in candidates if c.error is None and speed(c, float_ms) is not None]
+    base = next((c for c in measured if c.baseline), None)
+    floor = speed(base, float_ms) if base is not None else None
+    ok = [
+        c
+        for c in measured
+        if c.sqnr_db is not None
+        and c.sqnr_db >= min_sqnr
+        and suspect(speed(c, float_ms)) is None
+        and (floor is None or speed(c, float_ms) >= floor)
+    ]
     if not ok:
         return None
-    best = min(ok, key=lambda c: c.int8_ms)
-    return Recommendation(best.name, best.int8_ms, float_ms / best.int8_ms, change(best, flow, engine))
+    fastest = max(speed(c, float_ms) for c in ok)
+    tied = [c for c in ok if speed(c, float_ms) >= fastest * (1 - TIE)]
+    best = max(tied, key=lambda c: (c.sqnr_db, speed(c, float_ms), c.baseline))
+    return Recommendation(best.name, best.int8_ms, speed(best, float_ms), change(best, flow, engine), best.speedup)
+
+
+PT2E_FLOW = (
+    "# the PT2E flow (torchao): export -> X86InductorQuantizer -> prepare -> calibrate -> convert -> compile",
+    "from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e",
+    "from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq",
+    "quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())",
+)
+PT2E_AFTER = (
+    "prepared = prepare_pt2e(torch.export.export(model.eval(), example_inputs).module(), quantizer)",
+    "for batch in calibration_batches:",
+    "    prepared(*batch)",
+    "torch._inductor.config.freezing = True",
+    "with torch.no_grad():",
+    "    model = torch.compile(convert_pt2e(prepared))",
+)
 
 
 def change(c: Candidate, flow: str, engine: str) -> str:
     """The exact code change a candidate needs, relative to the configuration as given (``engine``)."""
     if c.baseline:
         return "none: the configuration as given is the fastest measured"
+    if c.flow == "pt2e" and flow != "pt2e":
+        lines = list(PT2E_FLOW)
+        lines += [f'quantizer.set_module_name_qconfig("{n}", None)  # kept float' for n in c.float_modules]
+        return "\n".join(lines + list(PT2E_AFTER))
     lines: list[str] = []
     if c.engine != engine:
         lines.append(f'torch.backends.quantized.engine = "{c.engine}"')

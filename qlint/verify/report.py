@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from qlint.verify import integration
-from qlint.verify.result import VerifyResult
+from qlint.verify.result import VerifyResult, _spread_json
+from qlint.verify.verdicts import is_slow
 
 TOP_LAYERS = 8
 
@@ -45,12 +46,18 @@ def to_json(r: VerifyResult) -> dict:
         "fusion": r.fusion,
         "float_ms": _json_num(r.float_ms),
         "int8_ms": _json_num(r.int8_ms),
+        "compiled": r.compiled,
         "speedup_vs_float": _json_num(r.speedup),
+        **{k: v for k, v in _spread_json("speedup_vs_float", r.speedup_spread).items() if k != "speedup_vs_float"},
+        "speed_verdict": r.speed_verdict,
         "sqnr_db": _json_num(r.sqnr_db),
         "cosine": _json_num(r.cosine, 6),
         "min_sqnr": r.min_sqnr,
         "cold_start_ms": [_json_num(c) for c in r.cold_start_ms],
         "cold_start_layers": [{"module": n, "extra_ms": _json_num(ms)} for n, ms in r.cold_layers],
+        "aot_first_call_ms": _json_num(r.aot_first_call_ms),
+        "aot_load_ms": _json_num(r.aot_load_ms),
+        "aot_build_s": _json_num(r.aot_build_s),
         "layers": [
             {**lay.to_json(), "sqnr_db": _json_num(lay.sqnr_db), "dilated_grouped": lay.dilated_grouped}
             for lay in r.layers
@@ -92,8 +99,6 @@ def render_text(results: Sequence[VerifyResult], out: TextIO) -> None:
 def _one(console, r: VerifyResult) -> None:
     from rich.table import Table
 
-    from qlint.verify.runner import is_slow
-
     shape = "x".join(map(str, r.input_shape))
     console.print(f"[bold]qlint verify[/bold] {r.path} · {r.model}")
     console.print(
@@ -118,19 +123,37 @@ def _one(console, r: VerifyResult) -> None:
         f"Accuracy     output SQNR {_num(r.sqnr_db, '.1f')} dB ({bar} {r.min_sqnr:g} dB) · "
         f"cosine {_num(r.cosine, '.5f')}"
     )
-    if r.flow == "pt2e":
-        verdict = "un-compiled reference graph: int8 kernels come with torch.compile"
+    if not r.timed:
+        verdict = "un-compiled reference graph (--no-compile): int8 kernels come with torch.compile"
     elif r.slower_than_float:
         verdict = "[red]int8 slower than float[/red]"
+    elif r.speed_unclear:
+        verdict = "[yellow]could not tell at this noise level[/yellow]"
     else:
         verdict = "[green]int8 faster[/green]"
+    spread = r.speedup_spread
+    how = (
+        f"median of {spread.n} interleaved pairs after warm-up, IQR {spread.low:.2f}-{spread.high:.2f}x"
+        if spread
+        else "median of repeated runs after warm-up"
+    )
+    compiled = " (torch.compile, inductor)" if r.compiled else ""
     console.print(
-        f"Speed        float {_num(r.float_ms, '.1f')} ms · int8 {_num(r.int8_ms, '.1f')} ms · "
-        f"speedup {_num(r.speedup, '.2f')}x ({verdict}); median of repeated runs after warm-up"
+        f"Speed        float {_num(r.float_ms, '.1f')} ms · int8{compiled} {_num(r.int8_ms, '.1f')} ms · "
+        f"speedup {_num(r.speedup, '.2f')}x ({verdict}); {how}"
     )
     if r.cold_start_ms and r.int8_ms:
         calls = " · ".join(f"#{i} {c:.1f} ms ({c / r.int8_ms:.1f}x)" for i, c in enumerate(r.cold_start_ms, 1))
         console.print(f"Cold start   {calls} vs steady state {r.int8_ms:.1f} ms", markup=False)
+        if r.compiled:
+            first = r.cold_start_ms[0] / 1000
+            console.print(f"             the first call includes the compile: {first:.1f} s", markup=False)
+        if r.aot_first_call_ms is not None:
+            console.print(
+                f"             AOTInductor package (built ahead of time in {r.aot_build_s:.1f} s): "
+                f"load {r.aot_load_ms:.1f} ms, first call {r.aot_first_call_ms:.1f} ms",
+                markup=False,
+            )
         if r.cold_layers:
             where = ", ".join(f"{n} +{ms:.1f} ms" for n, ms in r.cold_layers[:3])
             console.print(f"             extra time of the first calls, by layer: {where}", markup=False)
@@ -166,19 +189,14 @@ def _one(console, r: VerifyResult) -> None:
         console.print(t)
     if len(r.candidates) > 1:
         t = Table(title="Remedies, measured in this run", title_justify="left")
-        for col in ("candidate", "engine", "float modules", "int8 ms", "speedup vs float", "SQNR dB"):
-            t.add_column(col, justify="right" if col in ("int8 ms", "speedup vs float", "SQNR dB") else "left")
+        for col in ("candidate", "engine", "float modules", "int8 ms", "speedup vs float", "IQR", "SQNR dB"):
+            t.add_column(col, justify="left" if col in ("candidate", "engine", "float modules") else "right")
         for c in r.candidates:
-            speed = f"{r.float_ms / c.int8_ms:.2f}x" if c.int8_ms and r.float_ms else (c.error or "-")
-            t.add_row(
-                c.name,
-                c.engine,
-                str(len(c.float_modules)),
-                _num(c.int8_ms, ".1f"),
-                speed,
-                _num(c.sqnr_db, ".1f"),
-            )
+            t.add_row(*candidate_row(c, r.float_ms))
         console.print(t)
+        for c in r.candidates:
+            if c.suspect:
+                console.print(f"  {c.name}: {c.suspect}", markup=False)
     rec = r.recommendation
     if rec is not None:
         console.print(
@@ -190,6 +208,17 @@ def _one(console, r: VerifyResult) -> None:
     elif r.candidates:
         console.print(f"[bold]Recommendation[/bold]: none (no candidate reaches {r.min_sqnr:g} dB)")
     console.print()
+
+
+def candidate_row(c, float_ms: float | None) -> tuple[str, ...]:
+    """name, engine, float modules, int8 ms, speedup (median of pairs), its IQR, SQNR (text and HTML)."""
+    engine = "x86-inductor" if c.flow == "pt2e" else c.engine
+    if c.int8_ms is None or not float_ms:
+        return (c.name, engine, str(len(c.float_modules)), "-", c.error or "-", "", _num(c.sqnr_db, ".1f"))
+    sp = c.speedup
+    speed = f"{sp.median if sp else float_ms / c.int8_ms:.2f}x" + (" (suspect)" if c.suspect else "")
+    iqr = f"{sp.low:.2f}-{sp.high:.2f}x" if sp else ""
+    return (c.name, engine, str(len(c.float_modules)), _num(c.int8_ms, ".1f"), speed, iqr, _num(c.sqnr_db, ".1f"))
 
 
 @contextlib.contextmanager

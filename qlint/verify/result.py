@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qlint.diagnostics import Diagnostic
+from qlint.diagnostics import Diagnostic, Severity
+from qlint.verify.stats import FASTER, SLOWER, UNCLEAR, Spread
 
 DEFAULT_SHAPE = (1, 3, 224, 224)
 
@@ -25,6 +26,8 @@ class VerifyOptions:
     remedies: str = "auto"  # auto (when int8 is slow) | always | never
     seed: int = 0
     random_weights: bool = True  # False with --weights
+    compile: bool = True  # pt2e: measure the converted model under torch.compile (inductor)
+    fail_on: str | None = None  # error | warning | info: exit 1 on any finding at least this severe
 
 
 @dataclass
@@ -64,10 +67,8 @@ class LayerStat:
     int8_ms: float | None
     sqnr_db: float | None
     dilated_grouped: bool = False
-
-    @property
-    def slower(self) -> bool:
-        return self.float_ms is not None and self.int8_ms is not None and self.int8_ms > self.float_ms
+    slowdown: Spread | None = None  # int8 / float time, pair by pair
+    source: str | None = None  # path:line where the checked file builds it
 
     def to_json(self) -> dict:
         return {
@@ -76,6 +77,8 @@ class LayerStat:
             "float_ms": _r(self.float_ms),
             "int8_ms": _r(self.int8_ms),
             "sqnr_db": _r(self.sqnr_db),
+            **_spread_json("int8_vs_float", self.slowdown),
+            "source": self.source,
         }
 
 
@@ -90,14 +93,23 @@ class Candidate:
     cold_start_ms: list[float] = field(default_factory=list)
     error: str | None = None  # why the candidate could not be measured
     baseline: bool = False  # the configuration as given
+    speedup: Spread | None = None  # float / int8, pair by pair
+    flow: str | None = None  # when it differs from the flow as given (a PT2E candidate of an eager model)
+    compiled: bool = False  # measured under torch.compile
+    suspect: str | None = None  # why its numbers are not believed (never recommended)
 
     def to_json(self) -> dict:
         return {
             "name": self.name,
             "engine": self.engine,
+            "flow": self.flow,
+            "compiled": self.compiled,
             "float_modules": list(self.float_modules),
             "int8_ms": _r(self.int8_ms),
             "sqnr_db": _r(self.sqnr_db),
+            **_spread_json("speedup_vs_float", self.speedup),
+            "first_call_ms": _r(self.cold_start_ms[0]) if self.cold_start_ms else None,
+            "suspect": self.suspect,
             "error": self.error,
         }
 
@@ -108,11 +120,13 @@ class Recommendation:
     int8_ms: float
     speedup_vs_float: float
     change: str
+    speedup: Spread | None = None
 
     def to_json(self) -> dict:
         return {
             "name": self.name,
             "int8_ms": _r(self.int8_ms),
+            **_spread_json("speedup_vs_float", self.speedup),
             "speedup_vs_float": _r(self.speedup_vs_float, 3),
             "change": self.change,
         }
@@ -134,8 +148,14 @@ class VerifyResult:
     int8_ms: float | None = None
     sqnr_db: float | None = None
     cosine: float | None = None
-    float_cold_ms: float | None = None
+    speedup_spread: Spread | None = None  # float / int8 of the configuration as given, pair by pair
+    compiled: bool = False  # int8 measured under torch.compile (pt2e)
     cold_start_ms: list[float] = field(default_factory=list)
+    aot_first_call_ms: float | None = None  # the AOTInductor package's first call (pt2e, when compiled)
+    aot_load_ms: float | None = None  # aoti_load_package
+    aot_build_s: float | None = None  # building that package, ahead of time
+    fail_on: str | None = None
+    diagnosed: bool = False  # diagnostics computed from the measurements (the gates read them)
     cold_layers: list[tuple[str, float]] = field(default_factory=list)  # where the first call's extra goes
     layers: list[LayerStat] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
@@ -145,25 +165,65 @@ class VerifyResult:
 
     @property
     def speedup(self) -> float | None:
+        """float / int8: the median of the pairs (the ratio of the medians without pairs)."""
+        if self.speedup_spread is not None:
+            return self.speedup_spread.median
         if self.float_ms and self.int8_ms:
             return self.float_ms / self.int8_ms
         return None
 
     @property
-    def exit_code(self) -> int:
-        """1 when conversion fails, SQNR is below the bar, or int8 is slower than float."""
-        if not self.converted:
-            return 1
-        if self.sqnr_db is not None and self.sqnr_db < self.min_sqnr:
-            return 1
-        if self.slower_than_float:
-            return 1
-        return 0
+    def timed(self) -> bool:
+        """Whether the speed of int8 means something (an un-compiled PT2E graph is a reference only)."""
+        return self.flow != "pt2e" or self.compiled
+
+    @property
+    def speed_verdict(self) -> str | None:
+        """slower | faster | could not tell (stats), None when not timed."""
+        if not self.timed or self.speedup is None:
+            return None
+        if self.speedup_spread is None:  # one measurement each: all there is to go on
+            return SLOWER if self.speedup < 1 else FASTER
+        from qlint.verify.stats import verdict
+
+        return verdict(self.speedup_spread)
 
     @property
     def slower_than_float(self) -> bool:
-        return self.flow != "pt2e" and bool(self.float_ms and self.int8_ms and self.int8_ms > self.float_ms)
+        return self.speed_verdict == SLOWER
+
+    @property
+    def speed_unclear(self) -> bool:
+        return self.speed_verdict == UNCLEAR
+
+    @property
+    def exit_code(self) -> int:
+        """1 when conversion fails; with ``fail_on``, on any finding at least that severe; otherwise when
+        SQNR is below the bar or int8 is measurably slower than float (QL605 as an error)."""
+        if not self.converted:
+            return 1
+        if self.fail_on:
+            rank = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+            bar = rank[Severity(self.fail_on)]
+            return int(any(rank[d.severity] >= bar for d in self.diagnostics))
+        if self.sqnr_db is not None and self.sqnr_db < self.min_sqnr:
+            return 1
+        if self.diagnosed:
+            return int(any(d.code == "QL605" and d.severity is Severity.ERROR for d in self.diagnostics))
+        return int(self.slower_than_float)
 
 
 def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None else round(float(x), nd)
+
+
+def _spread_json(key: str, spread: Spread | None) -> dict:
+    """``key`` (the median of the pairs), ``key_low`` / ``key_high`` (interquartile range), ``key_pairs``."""
+    if spread is None:
+        return {}
+    return {
+        key: _r(spread.median),
+        f"{key}_low": _r(spread.low),
+        f"{key}_high": _r(spread.high),
+        f"{key}_pairs": spread.n,
+    }

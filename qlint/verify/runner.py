@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-import math
+import os
 import statistics
+import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from qlint.verify import accuracy, integration, remedies, timing
+from qlint.verify import accuracy, integration, remedies, stats, timing
 from qlint.verify.calibrate import Batch, CalibrationError, split_batches
-from qlint.verify.diagnose import conversion_failed, measured_diagnostics
-from qlint.verify.errors import to_failure
+from qlint.verify.diagnose import conversion_failed, measured_diagnostics, module_span
+from qlint.verify.errors import first_line, to_failure
 from qlint.verify.flows import (
     Flow,
     StepFailed,
+    aot_package,
     check_flow_available,
+    compiled,
     fuse_eager,
+    inductor_freezing,
     make_flow,
+    pt2e_available,
     quiet,
     run_tracked,
     usable_engines,
@@ -27,12 +33,10 @@ from qlint.verify.flows import (
 )
 from qlint.verify.integration import BadInput, Target
 from qlint.verify.result import Candidate, LayerStat, VerifyOptions, VerifyResult
+from qlint.verify.verdicts import cold_start, is_slow, suspect
 
 Step = Callable[[str], None]
-
-SLOW_LAYER_RATIO = 1.1  # QL602: int8 at least 10% slower than float ...
-SLOW_LAYER_MIN_MS = 0.05  # ... and at least this much slower (timer noise on tiny layers)
-SLOW_LAYER_SHARE = 0.005  # ... and at least this share of the whole int8 latency
+SLOW_DILATED_ENGINES = ("fbgemm", "x86")  # QL301: engines whose int8 dilated grouped convs are slow
 
 
 @contextlib.contextmanager
@@ -46,12 +50,13 @@ def threads(n: int) -> Iterator[None]:
 
 
 class Measured:
-    """A converted candidate (None when it could not be built) and its numbers."""
+    """A converted candidate (None when it could not be built), what is timed (compiled or not), its numbers."""
 
     def __init__(self, candidate: Candidate, flow: Flow, converted: nn.Module | None) -> None:
         self.candidate = candidate
         self.flow = flow
         self.converted = converted
+        self.runnable: Callable | None = converted  # torch.compile(converted) when compiled
         self.cold_layers: list[dict[str, float]] = []  # per first call: layer -> ms
 
 
@@ -70,8 +75,9 @@ def verify(target: Target, options: VerifyOptions, step: Step | None = None) -> 
         input_shape=tuple(options.input_shape),
         threads=options.threads,
         min_sqnr=options.min_sqnr,
+        fail_on=options.fail_on,
     )
-    with threads(options.threads), quiet():
+    with threads(options.threads), quiet(), inductor_freezing():
         torch.manual_seed(options.seed)
         _run(target, options, engine, result, step)
     return result
@@ -95,7 +101,7 @@ def _run(target: Target, options: VerifyOptions, engine: str, result: VerifyResu
     except Exception as exc:
         raise BadInput(
             f"the float model does not run on input {'x'.join(map(str, options.input_shape))}: "
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            f"{type(exc).__name__}: {first_line(exc)}"
         ) from exc
     if options.random_weights and accuracy.vanished(ref):
         count = accuracy.reestimate_batchnorm(float_model, calib)
@@ -115,7 +121,8 @@ def _run(target: Target, options: VerifyOptions, engine: str, result: VerifyResu
                 f"{'prepare_fx' if options.flow == 'fx' else 'the quantizer'} fuses",
             )
         step(f"convert ({engine})")
-        main = measure(make_flow(options.flow, engine), base, calib, held, ref, options, cold=True, step=step)
+        flow = make_flow(options.flow, engine, compile=options.flow == "pt2e" and options.compile)
+        main = measure(flow, base, calib, held, ref, options, cold=True, step=step, notes=result.notes)
     except StepFailed as failed:
         result.failure = to_failure(failed)
         result.diagnostics = integration.suppress(
@@ -125,6 +132,7 @@ def _run(target: Target, options: VerifyOptions, engine: str, result: VerifyResu
     result.converted = True
     cand = main.candidate
     cand.baseline = True
+    result.compiled = cand.compiled
     result.sqnr_db, result.cosine = cand.sqnr_db, cand.cosine
     result.cold_start_ms = cand.cold_start_ms
     step("float vs int8 latency")
@@ -132,27 +140,33 @@ def _run(target: Target, options: VerifyOptions, engine: str, result: VerifyResu
 
     if options.flow != "pt2e":
         step("per-layer time and SQNR")
-        result.layers = layer_stats(base, main, held[0], options)
+        result.layers = layer_stats(base, main, held[0], options, target)
     slow = [lay.module for lay in result.layers if is_slow(lay, result.int8_ms)]
     if cold_start(result):
         result.cold_layers = cold_breakdown(main, result)
+        if result.compiled:
+            step("AOTInductor package (the remedy for the compile on the first call)")
+            aot_first_call(main, held[0], result)
 
     # QL301's condition: dilated grouped convs on an engine whose int8 kernels run them slowly
-    ql301 = engine in ("fbgemm", "x86") and bool(remedies.dilated_grouped_names(base))
+    ql301 = engine in SLOW_DILATED_ENGINES and bool(remedies.dilated_grouped_names(base))
     wants = options.remedies == "always" or (
-        options.remedies == "auto" and bool(result.slower_than_float or slow or ql301)
+        options.remedies == "auto" and bool(result.slower_than_float or result.speed_unclear or slow or ql301)
     )
     measured = [main]
     if wants:
-        measured += try_remedies(base, main, slow, result, calib, held, ref, options, step)
+        measured += try_remedies(float_model, base, main, slow, result, calib, held, ref, options, step)
         step("latency of every candidate, interleaved")
-        time_all(float_model, [m for m in measured if m.converted is not None], held[0], options, result)
+        time_all(float_model, [m for m in measured if m.runnable is not None], held[0], options, result)
     result.candidates = [m.candidate for m in measured]
     if result.float_ms:
+        for c in result.candidates:
+            c.suspect = suspect(remedies.speed(c, result.float_ms)) if c.int8_ms else None
         result.recommendation = remedies.recommend(
             result.candidates, result.float_ms, options.min_sqnr, options.flow, engine
         )
     result.diagnostics = measured_diagnostics(result, target, base)
+    result.diagnosed = True
 
 
 def time_all(
@@ -162,14 +176,16 @@ def time_all(
     options: VerifyOptions,
     result: VerifyResult,
 ) -> None:
-    """Median latency of float and every candidate, measured round-robin in one loop."""
-    models = {"float": (float_model, None)}
-    models.update({str(i): (m.converted, m.flow.engine) for i, m in enumerate(measured)})
+    """Float and every candidate in interleaved rounds: medians, and float / int8 taken pair by pair."""
+    models: dict[str, tuple[Callable, str | None]] = {"float": (float_model, None)}
+    models.update({str(i): (m.runnable, m.flow.engine) for i, m in enumerate(measured)})
     times = timing.interleaved_ms(models, batch, options.warmup, options.repeats)
     result.float_ms = statistics.median(times["float"])
     for i, m in enumerate(measured):
         m.candidate.int8_ms = statistics.median(times[str(i)])
+        m.candidate.speedup = stats.speedup(times["float"], times[str(i)])
     result.int8_ms = measured[0].candidate.int8_ms
+    result.speedup_spread = measured[0].candidate.speedup
 
 
 def measure(
@@ -182,78 +198,121 @@ def measure(
     cold: bool,
     step: Step,
     name: str | None = None,
+    notes: list[str] | None = None,
 ) -> Measured:
-    """prepare -> calibrate -> convert, then the first calls (``cold``) and SQNR of the int8 model."""
+    """prepare -> calibrate -> convert (-> torch.compile), then the first calls (``cold``) and SQNR.
+
+    When torch.compile cannot run here, one note says so and the un-compiled model is measured."""
     converted = flow.quantize(base, calib[0], calib)
-    cold_layers: list[dict[str, float]] = []
-    label = "x86-inductor" if flow.name == "pt2e" else flow.engine
-    cand = Candidate(name or f"{label} (as configured)", flow.engine, flow.float_modules)
+    cand = Candidate(name or f"{flow.label} (as configured)", flow.engine, flow.float_modules)
+    cand.compiled = flow.compile
+    m = Measured(cand, flow, converted)
     with use_engine(flow.engine):
+        if flow.compile:
+            m.runnable = compiled(converted)
+            try:
+                return _scored(m, ref, _first_calls(m, held, options, cold))
+            except StepFailed:
+                raise
+            except Exception as exc:  # noqa: BLE001 - no C++ compiler, an inductor error...
+                if notes is not None:
+                    notes.append(
+                        f"torch.compile could not run here ({type(exc).__name__}: {first_line(exc, 160)}); "
+                        "measured the un-compiled converted model"
+                    )
+                cand.compiled = False
+                if name is None:
+                    cand.name = f"{flow.label}, not compiled (as configured)"
+                m.runnable, m.cold_layers, cand.cold_start_ms = converted, [], []
         try:
-            if cold:
-                # the first calls of the fresh model, with per-layer hooks: where the extra time goes
-                names = list(accuracy.leaves(converted)) if flow.name != "pt2e" else []
-                with torch.no_grad(), timing.LayerTimer(converted, names) as timer:
-                    cand.cold_start_ms = [timer.call(converted, held[0]) for _ in range(options.cold_calls)]
-                cold_layers = timer.calls
-            outs = accuracy.outputs(converted, held)
+            outs = _first_calls(m, held, options, cold)
         except Exception as exc:
             # the first quantized forward raised: run it again under the module tracker for the culprit
             run_tracked(converted, "forward", [held[0]])
             raise StepFailed("forward", exc, model=converted) from exc
-        try:
-            cand.sqnr_db, cand.cosine = accuracy.compare(ref, outs)
-        except ValueError as exc:
-            raise StepFailed("forward", exc, model=converted) from exc
-    measured = Measured(cand, flow, converted)
-    measured.cold_layers = cold_layers
-    return measured
+        return _scored(m, ref, outs)
 
 
-def layer_stats(base: nn.Module, main: Measured, batch: Batch, options: VerifyOptions) -> list[LayerStat]:
-    """Per layer (same qualified name in float and int8): float ms, int8 ms, SQNR; worst SQNR first."""
+def _first_calls(m: Measured, held: Sequence[Batch], options: VerifyOptions, cold: bool) -> list[torch.Tensor]:
+    """The first calls of the fresh model one by one (``cold``: with per-layer hooks, where the extra time
+    goes; a compiled candidate: its first call, the compile), then the held-out outputs."""
+    with torch.no_grad():
+        if cold:
+            names = list(accuracy.leaves(m.converted)) if m.flow.name != "pt2e" else []
+            with timing.LayerTimer(m.converted, names) as timer:
+                m.candidate.cold_start_ms = [timer.call(m.runnable, held[0]) for _ in range(options.cold_calls)]
+            m.cold_layers = timer.calls
+        elif m.candidate.compiled:
+            m.candidate.cold_start_ms = [timing.call_ms(m.runnable, held[0])]
+    return accuracy.outputs(m.runnable, held)
+
+
+def _scored(m: Measured, ref: Sequence[torch.Tensor], outs: list[torch.Tensor]) -> Measured:
+    try:
+        m.candidate.sqnr_db, m.candidate.cosine = accuracy.compare(ref, outs)
+    except ValueError as exc:
+        raise StepFailed("forward", exc, model=m.converted) from exc
+    return m
+
+
+def aot_first_call(main: Measured, batch: Batch, result: VerifyResult) -> None:
+    """QL604's remedy for a compiled model, measured: an AOTInductor package built ahead of time, then
+    loaded and called; its first call is what a service pays at startup instead of the compile."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="qlint-aoti-") as folder, torch.no_grad():
+            loaded, built_s, load_ms = aot_package(main.converted, batch, folder)
+            t0 = time.perf_counter()
+            loaded(*batch)
+            result.aot_first_call_ms = (time.perf_counter() - t0) * 1000
+            result.aot_load_ms = load_ms
+            result.aot_build_s = built_s
+    except Exception as exc:  # noqa: BLE001 - the remedy could not be measured: say so, go on
+        result.notes.append(f"AOTInductor could not build a package here ({type(exc).__name__}: {first_line(exc)})")
+
+
+def layer_stats(
+    base: nn.Module, main: Measured, batch: Batch, options: VerifyOptions, target: Target | None = None
+) -> list[LayerStat]:
+    """Per layer (same qualified name in float and int8; stubs are not layers): median float and int8 ms,
+    their ratio pair by pair, SQNR, where the file builds it; worst SQNR first."""
     float_leaves = accuracy.leaves(base)
     int8_leaves = accuracy.leaves(main.converted)
     names = [n for n in int8_leaves if n in float_leaves]
-    f_ms, q_ms = timing.layer_ms_pair(base, main.converted, main.flow.engine, batch, names, options.layer_repeats)
+    f_ms, q_ms = timing.layer_rounds(base, main.converted, main.flow.engine, batch, names, options.layer_repeats)
     with use_engine(main.flow.engine):
         try:
             sq = accuracy.layer_sqnr(base, main.converted, batch)
         except Exception:
             sq = {}
     dil = set(remedies.dilated_grouped_names(base))
-    stats = [
-        LayerStat(
-            module=n,
-            module_type=type(int8_leaves[n]).__name__,
-            float_ms=f_ms.get(n),
-            int8_ms=q_ms.get(n),
-            sqnr_db=sq.get(n),
-            dilated_grouped=n in dil or any(d.startswith(n + ".") for d in dil),
+    out = []
+    for n in names:
+        f, q = f_ms.get(n), q_ms.get(n)
+        ratios = stats.pair_ratios(q, f) if f and q else []
+        out.append(
+            LayerStat(
+                module=n,
+                module_type=type(int8_leaves[n]).__name__,
+                float_ms=statistics.median(f) if f else None,
+                int8_ms=statistics.median(q) if q else None,
+                sqnr_db=sq.get(n),
+                dilated_grouped=n in dil or any(d.startswith(n + ".") for d in dil),
+                slowdown=stats.Spread.of(ratios) if ratios else None,
+                source=_source(target, n),
+            )
         )
-        for n in names
-    ]
-    return sorted(stats, key=lambda s: (s.sqnr_db is None, s.sqnr_db if s.sqnr_db is not None else 0.0))
+    return sorted(out, key=lambda s: (s.sqnr_db is None, s.sqnr_db if s.sqnr_db is not None else 0.0))
 
 
-def is_slow(layer: LayerStat, total_ms: float | None = None) -> bool:
-    """QL602: int8 10% slower than float, by at least 0.05 ms and 0.5% of the whole int8 model."""
-    if layer.float_ms is None or layer.int8_ms is None:
-        return False
-    floor = max(SLOW_LAYER_MIN_MS, SLOW_LAYER_SHARE * (total_ms or 0.0))
-    return layer.int8_ms > layer.float_ms * SLOW_LAYER_RATIO and layer.int8_ms - layer.float_ms >= floor
-
-
-COLD_RATIO = 2.0  # QL604: the first call costs at least this many steady-state calls ...
-COLD_MIN_MS = 5.0  # ... and at least this much more in all
-
-
-def cold_start(result: VerifyResult) -> bool:
-    steady, cold = result.int8_ms, result.cold_start_ms
-    if not steady or not cold:
-        return False
-    excess = sum(max(0.0, c - steady) for c in cold)
-    return cold[0] >= COLD_RATIO * steady and excess >= COLD_MIN_MS
+def _source(target: Target | None, name: str) -> str | None:
+    """``path:line`` where the checked file builds the layer (None when only the model's line is known)."""
+    if target is None:
+        return None
+    try:
+        span, _ = module_span(target, name)
+    except Exception:  # noqa: BLE001 - a layer with no construction frame
+        return None
+    return f"{span.path}:{span.line}"
 
 
 def cold_breakdown(main: Measured, result: VerifyResult) -> list[tuple[str, float]]:
@@ -267,6 +326,7 @@ def cold_breakdown(main: Measured, result: VerifyResult) -> list[tuple[str, floa
 
 
 def try_remedies(
+    float_model: nn.Module,
     base: nn.Module,
     main: Measured,
     slow: Sequence[str],
@@ -277,38 +337,40 @@ def try_remedies(
     options: VerifyOptions,
     step: Step,
 ) -> list[Measured]:
-    """Every other usable engine, and float islands on the given engine: each measured in this run."""
+    """Every other usable engine, float islands on the given engine and, with torchao, PT2E compiled with
+    inductor (as is, and with the slow layers kept float): each measured in this run."""
     engine, flow = main.flow.engine, options.flow
-    plans: list[tuple[str, str, tuple[str, ...]]] = []
+    # (label, flow, engine, float modules, the model the flow starts from)
+    plans: list[tuple[str, str, str, tuple[str, ...], nn.Module]] = []
     if flow != "pt2e":
-        plans += [(f"{e} engine", e, ()) for e in usable_engines() if e != engine]
+        plans += [(f"{e} engine", flow, e, (), base) for e in usable_engines() if e != engine]
     for label, names in remedies.island_sets(base, result.layers, slow):
-        plans.append((f"{engine if flow != 'pt2e' else 'pt2e'}, {label}", engine, names))
+        plans.append((f"{engine if flow != 'pt2e' else 'pt2e'}, {label}", flow, engine, names, base))
+    if flow != "pt2e" and options.compile and pt2e_available():
+        plans.append(("pt2e x86-inductor, compiled", "pt2e", engine, (), float_model))
+        keep = tuple(dict.fromkeys((*remedies.dilated_grouped_names(float_model), *slow)))
+        if keep:
+            plans.append(("pt2e x86-inductor, compiled, slow layers kept float", "pt2e", engine, keep, float_model))
     out: list[Measured] = []
-    for label, eng, names in plans:
+    for label, flow_name, eng, names, start in plans:
         step(f"remedy: {label}")
-        flow_obj = make_flow(flow, eng, names)
+        flow_obj = make_flow(flow_name, eng, names, compile=flow_name == "pt2e" and options.compile)
         try:
-            out.append(measure(flow_obj, base, calib, held, ref, options, False, step, label))
-            continue
+            m = measure(flow_obj, start, calib, held, ref, options, False, step, label, result.notes)
         except StepFailed as failed:
-            error = f"{failed.phase}: {type(failed.cause).__name__}: {_first(failed.cause)}"
+            m = Measured(Candidate(label, eng, names, error=_failed(failed)), flow_obj, None)
         except Exception as exc:  # a candidate that cannot run is reported, never fatal
-            error = f"{type(exc).__name__}: {_first(exc)}"
-        out.append(Measured(Candidate(label, eng, names, error=error), flow_obj, None))
+            m = Measured(Candidate(label, eng, names, error=f"{type(exc).__name__}: {first_line(exc, 160)}"),
+                         flow_obj, None)  # fmt: skip
+        if flow_name != flow:
+            m.candidate.flow = flow_name
+        out.append(m)
     return out
 
 
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else ""
+def _failed(failed: StepFailed) -> str:
+    return f"{failed.phase}: {type(failed.cause).__name__}: {first_line(failed.cause, 160)}"
 
 
 def _folder(path: str) -> str:
-    import os
-
     return os.path.dirname(os.path.abspath(path))
-
-
-def finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

@@ -1,4 +1,5 @@
-"""Latency: models called round-robin (median per model), and per-layer time from forward hooks."""
+"""Latency: models called in interleaved rounds (one call of each per round), and per-layer time from
+forward hooks, also in rounds, so that every ratio can be taken pair by pair (see ``stats``)."""
 
 from __future__ import annotations
 
@@ -24,15 +25,17 @@ def interleaved_ms(
 ) -> dict[str, list[float]]:
     """Latency of each model over ``repeats`` rounds, one call of each per round (after ``warmup`` rounds).
 
-    Round-robin, so that load from other processes hits every model alike; ``str`` is the engine to run
-    a quantized model under (None for float).
+    Interleaved (A B C, C B A, A B C, ...: the order alternates so that no model always follows the same
+    one), so that load from other processes hits every model alike and ``times[a][r] / times[b][r]`` is a
+    fair pair; ``str`` is the engine to run a quantized model under (None for float).
     """
     from qlint.verify.flows import use_engine
 
     times: dict[str, list[float]] = {k: [] for k in models}
+    order = list(models.items())
     with torch.no_grad():
         for r in range(warmup + max(1, repeats)):
-            for key, (model, engine) in models.items():
+            for key, (model, engine) in order if r % 2 == 0 else reversed(order):
                 with use_engine(engine):
                     ms = call_ms(model, batch)
                 if r >= warmup:
@@ -102,21 +105,26 @@ class LayerTimer:
         self.calls.append(dict(self.current))
         return ms
 
-    def fastest(self, skip: int = 0) -> dict[str, float]:
-        """Per layer, its fastest call: load from other processes only ever adds time."""
+    def rounds(self, skip: int = 0) -> dict[str, list[float]]:
+        """Per layer, its time in each call after the first ``skip``."""
         calls = self.calls[skip:] or self.calls
-        return {n: min(c.get(n, 0.0) for c in calls) for n in self.modules}
+        return {n: [c.get(n, 0.0) for c in calls] for n in self.modules}
 
 
-def layer_ms_pair(
+def layer_rounds(
     float_model: nn.Module, int8_model: nn.Module, engine: str, batch: Batch, names: list[str], repeats: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-layer time of both models (fastest of ``repeats`` calls), calls interleaved, one warm-up each."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-layer time of both models in each of ``repeats`` interleaved rounds, after one warm-up round."""
     from qlint.verify.flows import use_engine
 
     with torch.no_grad(), LayerTimer(float_model, names) as ft, LayerTimer(int8_model, names) as qt:
-        for _ in range(repeats + 1):
-            ft.call(float_model, batch)
-            with use_engine(engine):
-                qt.call(int8_model, batch)
-        return ft.fastest(skip=1), qt.fastest(skip=1)
+        for r in range(repeats + 1):
+            if r % 2:
+                with use_engine(engine):
+                    qt.call(int8_model, batch)
+                ft.call(float_model, batch)
+            else:
+                ft.call(float_model, batch)
+                with use_engine(engine):
+                    qt.call(int8_model, batch)
+        return ft.rounds(skip=1), qt.rounds(skip=1)
