@@ -17,8 +17,7 @@ LAYERS = [
     ("engine", ("qlint.engine",)),
     ("fix/verify", ("qlint.fix", "qlint.verify")),
     ("report", ("qlint.report",)),
-    # verify's command line and its wiring to `qlint check` belong to the cli layer
-    ("cli", ("qlint.cli", "qlint.api", "qlint.__main__", "qlint", "qlint.verify.command", "qlint.verify.integration")),
+    ("cli", ("qlint.cli", "qlint.api", "qlint.__main__", "qlint")),
 ]
 
 

@@ -202,7 +202,7 @@ def test_ql603_page_example_triggers_and_use_instead_does_not(write, qlint):
 def test_text_report_tables_and_recommendation():
     import io
 
-    from qlint.verify import report
+    from qlint.report import verify as report
     from qlint.verify.result import LayerStat, Recommendation, VerifyResult
 
     r = VerifyResult("Net()", "net.py", "fbgemm", "eager", (1, 3, 64, 64), 2, 20.0, converted=True,

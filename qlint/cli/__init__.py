@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="list all rules")
     rules.add_argument("--format", choices=("text", "json"), default="text")
 
-    from qlint.verify.command import add_parser as add_verify
+    from qlint.cli.verify import add_parser as add_verify
 
     add_verify(sub)
     return parser
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rules":
             return _rules(args.format)
         if args.command == "verify":
-            from qlint.verify.command import run
+            from qlint.cli.verify import run
 
             return run(args)
         parser.print_help()

@@ -129,15 +129,17 @@ def engine(settings) -> str:
 def dilated_grouped_conv(qg: QGraph) -> Iterator[Diagnostic]:
     import torch.nn as nn
 
+    from qlint.model import support
+
     backend = engine(qg.settings)
     if backend not in SLOW_DILATED_GROUPED_ENGINES:
         return
     for name, facts in qg.nodes("call_module"):
         module = qg.submodule(facts.module)
         conv = module[0] if isinstance(module, nn.Sequential) and len(module) else module
-        if not isinstance(conv, nn.modules.conv._ConvNd) or not qg.quantized_by_qconfig(facts.module):
+        if not qg.quantized_by_qconfig(facts.module):
             continue
-        if conv.groups > 1 and any(d > 1 for d in conv.dilation):
+        if support.is_dilated_grouped_conv(conv):
             kind = "depthwise" if conv.groups == conv.in_channels else f"grouped (groups={conv.groups})"
             yield qg.diagnostic(
                 "QL301",

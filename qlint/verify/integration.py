@@ -10,14 +10,11 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from qlint import config
-from qlint.api import check_paths
 from qlint.config import Settings
 from qlint.diagnostics import Diagnostic, Related, Span
 from qlint.engine import enabled_codes, finalize
 from qlint.model import frames as fr
 from qlint.model import loader
-from qlint.report.json_format import diagnostic_to_dict
-from qlint.report.text import render_text
 from qlint.source.file import SourceFile, UnreadableFile
 
 
@@ -77,14 +74,13 @@ def frame_span(path: str, line: int, col: int, end_line: int, end_col: int, disp
 
 def static_diagnostics(path: str, settings: Settings | None) -> list[Diagnostic] | None:
     """What ``qlint check`` reports for ``path`` (None when the static check itself fails)."""
+    from qlint.engine import check_file, check_files
+
     try:
-        return list(check_paths([path], settings))
+        results = check_files([path]) if settings is None else [check_file(path, settings, (path,))]
+        return [d for r in results for d in r.diagnostics]
     except Exception:  # noqa: BLE001 - verify goes on without a prediction
         return None
-
-
-def diagnostic_json(diag: Diagnostic) -> dict:
-    return diagnostic_to_dict(diag)
 
 
 def suppress(diagnostics: list[Diagnostic], path: str, settings: Settings | None) -> list[Diagnostic]:
@@ -96,13 +92,3 @@ def suppress(diagnostics: list[Diagnostic], path: str, settings: Settings | None
     except UnreadableFile:
         return diagnostics
     return finalize(diagnostics, source, enabled_codes(settings, path))
-
-
-def render_diagnostics(diagnostics: Sequence[Diagnostic], color: bool, out) -> None:
-    sources = {}
-    for d in diagnostics:
-        for p in (d.span.path, *(r.span.path for r in d.related)):
-            if p not in sources and os.path.isfile(p):
-                with open(p, encoding="utf-8", errors="replace") as fh:
-                    sources[p] = fh.read()
-    render_text(list(diagnostics), sources, color=color, out=out)

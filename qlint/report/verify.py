@@ -9,7 +9,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
-from qlint.verify import integration
+from qlint.diagnostics import Diagnostic
+from qlint.report.json_format import diagnostic_to_dict
+from qlint.report.text import render_text as render_check_text
 from qlint.verify.result import VerifyResult, _spread_json
 from qlint.verify.verdicts import is_slow
 
@@ -66,7 +68,7 @@ def to_json(r: VerifyResult) -> dict:
         "recommendation": rec,
         "failure": r.failure.to_json() if r.failure else None,
         "notes": list(r.notes),
-        "diagnostics": [integration.diagnostic_json(d) for d in r.diagnostics],
+        "diagnostics": [diagnostic_json(d) for d in r.diagnostics],
         "exit_code": r.exit_code,
     }
 
@@ -93,7 +95,7 @@ def render_text(results: Sequence[VerifyResult], out: TextIO) -> None:
     diags = [d for r in results for d in r.diagnostics]
     if diags:
         out.flush()
-        integration.render_diagnostics(diags, tty, out)
+        render_diagnostics(diags, tty, out)
 
 
 def _one(console, r: VerifyResult) -> None:
@@ -239,3 +241,20 @@ def progress(enabled: bool, stream: TextIO | None = None) -> Iterator:
             bar.update(task, description=f"qlint verify: {msg}")
 
         yield step
+
+
+def diagnostic_json(diag: Diagnostic) -> dict:
+    return diagnostic_to_dict(diag)
+
+
+def render_diagnostics(diagnostics: Sequence[Diagnostic], color: bool, out) -> None:
+    """verify's findings as ``qlint check`` prints them, with the source lines they point at."""
+    import os
+
+    sources = {}
+    for d in diagnostics:
+        for p in (d.span.path, *(r.span.path for r in d.related)):
+            if p not in sources and os.path.isfile(p):
+                with open(p, encoding="utf-8", errors="replace") as fh:
+                    sources[p] = fh.read()
+    render_check_text(list(diagnostics), sources, color=color, out=out)

@@ -110,7 +110,7 @@ def load_weights(model, path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify every root model of ``args.path``; the exit code of the worst."""
-    from qlint.verify import report
+    from qlint.report import verify as report
     from qlint.verify.calibrate import CalibrationError
     from qlint.verify.flows import MissingExtra, check_flow_available
     from qlint.verify.integration import BadInput, load_settings, load_targets
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.repeat < 1 or args.cold_calls < 1 or args.warmup < 0:
         return _error("--threads, --repeat and --cold-calls must be >= 1, --warmup >= 0")
     if args.html:
-        from qlint.verify.html import MissingReportExtra, check_available
+        from qlint.report.verify_html import MissingReportExtra, check_available
 
         try:
             check_available()
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         report.render_text(results, sys.stdout)
     sys.stdout.flush()
     if args.html:
-        from qlint.verify.html import write_html
+        from qlint.report.verify_html import write_html
 
         write_html(results, args.html)
         sys.stderr.write(f"qlint verify: wrote {args.html}\n")
