@@ -175,6 +175,7 @@ def _check(args: argparse.Namespace) -> int:
         out=sys.stdout,
         files_checked=len(files),
         tool_version=__version__,
+        errors=len(errors),
     )
     if errors:
         return 2

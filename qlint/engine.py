@@ -5,7 +5,6 @@ Torch is imported only on the graph path, and only for files that mention torch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -13,9 +12,7 @@ from qlint.config import Settings, clear_cache, load_settings, with_pragmas
 from qlint.diagnostics import Diagnostic
 from qlint.rules import registry
 from qlint.source.file import SourceFile, UnreadableFile
-
-SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".tox", ".nox", "build", "dist", "node_modules",
-             ".mypy_cache", ".ruff_cache", ".pytest_cache", "site-packages"}  # fmt: skip
+from qlint.source.paths import SKIP_DIRS, collect_files  # noqa: F401 - re-exported for callers of qlint.engine
 
 
 class InputError(Exception):
@@ -28,23 +25,6 @@ class FileResult:
     source: SourceFile | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     error: str | None = None  # qlint could not check this file at all (exit 2)
-
-
-def collect_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Python files under ``paths`` (folders recursively) and errors for paths that are not."""
-    files, errors = [], []
-    for path in paths:
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
-                files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith((".py", ".pyi")))
-        elif not os.path.exists(path):
-            errors.append(f"{path}: no such file or directory")
-        elif not path.endswith((".py", ".pyi")):
-            errors.append(f"{path}: not a Python file (qlint checks .py files); skipped")
-        else:
-            files.append(path)
-    return files, errors
 
 
 def check_files(files: list[str], overrides: dict | None = None) -> list[FileResult]:
