@@ -18,7 +18,7 @@ from qlint.model import frames as fr
 from qlint.model import loader
 from qlint.report.json_format import diagnostic_to_dict
 from qlint.report.text import render_text
-from qlint.source.file import SourceFile, UnreadableFile
+from qlint.source.file import SourceFile, UnreadableFile, read_source_text
 
 
 class BadInput(Exception):
@@ -103,6 +103,5 @@ def render_diagnostics(diagnostics: Sequence[Diagnostic], color: bool, out) -> N
     for d in diagnostics:
         for p in (d.span.path, *(r.span.path for r in d.related)):
             if p not in sources and os.path.isfile(p):
-                with open(p, encoding="utf-8", errors="replace") as fh:
-                    sources[p] = fh.read()
+                sources[p] = read_source_text(p)  # PEP 263: the file's declared encoding
     render_text(list(diagnostics), sources, color=color, out=out)
