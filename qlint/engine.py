@@ -5,17 +5,14 @@ Torch is imported only on the graph path, and only for files that mention torch.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from qlint.config import Settings, clear_cache, load_settings, with_pragmas
 from qlint.diagnostics import Diagnostic
 from qlint.rules import registry
 from qlint.source.file import SourceFile, UnreadableFile
-
-SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".tox", ".nox", "build", "dist", "node_modules",
-             ".mypy_cache", ".ruff_cache", ".pytest_cache", "site-packages"}  # fmt: skip
+from qlint.source.paths import SKIP_DIRS, collect_files  # noqa: F401 - re-exported for callers of qlint.engine
 
 
 class InputError(Exception):
@@ -30,34 +27,7 @@ class FileResult:
     error: str | None = None  # qlint could not check this file at all (exit 2)
 
 
-def collect_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Python files under ``paths`` (folders recursively) and errors for paths that are not."""
-    files, errors = [], []
-    for path in paths:
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
-                files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith((".py", ".pyi")))
-        elif not os.path.exists(path):
-            errors.append(f"{path}: no such file or directory")
-        elif not path.endswith((".py", ".pyi")):
-            errors.append(f"{path}: not a Python file (qlint checks .py files); skipped")
-        else:
-            files.append(path)
-    return files, errors
-
-
-def enabled_codes(settings: Settings, path: str) -> frozenset[str]:
-    """The codes reported for ``path`` under ``settings``."""
-    return registry.select_codes(*settings.selection(path))
-
-
-# a stage run on each file's findings after the check, e.g. attaching fixes:
-# stage(diagnostics, source, settings, checked, models) -> diagnostics
-Stage = Callable[[list[Diagnostic], SourceFile, Settings, tuple[str, ...], "list | None"], list[Diagnostic]]
-
-
-def check_files(files: list[str], overrides: dict | None = None, stage: Stage | None = None) -> list[FileResult]:
+def check_files(files: list[str], overrides: dict | None = None) -> list[FileResult]:
     """Check each file with its own settings (nearest ``[tool.qlint]`` plus ``overrides``)."""
     clear_cache()
     checked = tuple(files)

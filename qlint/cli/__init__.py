@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     emit = sub.add_parser("emit", help="write a quantizable copy of a library model that a file builds")
     emit.add_argument("path", help="the file building the model (e.g. torchvision.models.resnet18(weights=None))")
     emit.add_argument("-o", "--output", required=True, help="the Python file to write")
+    emit.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     emit.add_argument("--model", dest="model_expr", metavar="EXPR", help="how to build the model, e.g. 'build()'")
     emit.add_argument(
         "--unsafe-fixes",
@@ -164,6 +165,7 @@ def _check(args: argparse.Namespace) -> int:
         out=sys.stdout,
         files_checked=len(files),
         tool_version=__version__,
+        errors=len(errors),
     )
     if errors:
         return 2

@@ -1,16 +1,21 @@
 """The fix loop (ruff's): keep fixes of the requested applicability, sort, skip conflicts, apply,
 re-parse, re-lint (the real check, graph included), repeat to a fixed point.
 
-The candidate text is linted from a temporary file next to the original (its imports must resolve
-the same way); the original is written once, atomically, only when everything succeeded.
+The candidate text is linted from a temporary copy in a private folder outside the checked tree, set up
+so that its imports resolve as the original's do; the original is written once, only when everything
+succeeded, keeping its links, mode, encoding and line endings (``write_atomic``).
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import linecache
 import os
+import re
+import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from qlint.config import Settings
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related, Span
 from qlint.rules.registry import rules
-from qlint.source.file import SourceFile
+from qlint.source.file import SourceFile, source_encoding, text_encoding
 
 MAX_ROUNDS = 10
 
@@ -124,27 +129,88 @@ def resolved_settings(settings: Settings, path: str) -> Settings:
 
 @contextlib.contextmanager
 def candidate_file(path: str, text: str) -> Iterator[str]:
-    """A temporary copy of ``text`` next to ``path`` (same imports), removed afterwards."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """A temporary copy of ``text`` that imports as ``path`` would, in a private folder outside the checked tree.
+
+    Nothing is written next to ``path``: a run killed mid-fix (even by SIGKILL) leaves no copy of the
+    model in the user's folder, only a ``qlint-fix-*`` folder in the system's temporary directory. The
+    private folder mirrors ``path``'s package chain with stand-in ``__init__.py`` files that run the
+    real ones with ``__path__`` set to the real folders, so ``from .x import y`` resolves as it does
+    for ``path``; the folder ``path`` is imported from (its package root) is put on sys.path, so
+    ``import helpers`` does too. The copy is stored in the encoding that ``text`` declares (PEP 263).
+    Afterwards the folder, the modules loaded from it and the sys.path entries added are removed.
+    """
+    root, packages = _package_chain(os.path.abspath(path))
     stem = "".join(c if c.isalnum() else "_" for c in os.path.splitext(os.path.basename(path))[0])
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f"_qlint_fix_{stem}_", suffix=".py", dir=directory)
-    except OSError:
-        fd, tmp = tempfile.mkstemp(prefix=f"_qlint_fix_{stem}_", suffix=".py")
+    data = _encode(text)
+    modules_before = set(sys.modules)
+    path_before = list(sys.path)
+    workdir = tempfile.mkdtemp(prefix="qlint-fix-")
     old = sys.dont_write_bytecode
     sys.dont_write_bytecode = True
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        folder = workdir
+        for package in packages:
+            folder = os.path.join(folder, os.path.basename(package))
+            os.mkdir(folder)
+            with open(os.path.join(folder, "__init__.py"), "w", encoding="utf-8") as fh:
+                fh.write(_STAND_IN.format(init=os.path.join(package, "__init__.py"), folder=package))
+        fd, tmp = tempfile.mkstemp(prefix=f"_qlint_fix_{stem}_", suffix=".py", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        if root not in sys.path:
+            sys.path.insert(0, root)
         yield tmp
     finally:
         sys.dont_write_bytecode = old
-        for name, module in list(sys.modules.items()):
-            if os.path.abspath(getattr(module, "__file__", "") or "") == tmp:
+        loaded = [name for name in sys.modules if name not in modules_before]
+        stand_ins = {name for name in loaded if _loaded_from(sys.modules[name], workdir)}
+        for name in loaded:
+            # the copy, the stand-in packages, and what this import loaded into them (their parent is gone)
+            if name in stand_ins or name.split(".")[0] in stand_ins:
                 del sys.modules[name]
-        linecache.checkcache(tmp)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        sys.path[:] = [p for p in sys.path if p in path_before and p != workdir]
+        shutil.rmtree(workdir, ignore_errors=True)
+        for cached in [f for f in linecache.cache if f.startswith(workdir + os.sep)]:
+            linecache.cache.pop(cached, None)
+
+
+_STAND_IN = """# Stands in for {init!r} while qlint checks a fixed copy of a file of this package.
+__file__ = {init!r}
+__path__ = [{folder!r}]
+with open(__file__, "rb") as _qlint_init:
+    _qlint_code = compile(_qlint_init.read(), __file__, "exec")
+del _qlint_init
+exec(_qlint_code)
+del _qlint_code
+"""
+
+
+def _package_chain(path: str) -> tuple[str, list[str]]:
+    """(the folder ``path`` is imported from, the package folders from the top one down to ``path``'s)."""
+    directory = os.path.dirname(path)
+    packages: list[str] = []
+    while os.path.isfile(os.path.join(directory, "__init__.py")) and os.path.dirname(directory) != directory:
+        packages.insert(0, directory)
+        directory = os.path.dirname(directory)
+    return directory, packages
+
+
+def _loaded_from(module: object, folder: str) -> bool:
+    spec = getattr(module, "__spec__", None)
+    origin = getattr(spec, "origin", None) or getattr(module, "__file__", None) or ""
+    return os.path.abspath(origin).startswith(folder + os.sep)
+
+
+def _encode(text: str) -> bytes:
+    """``text`` in the encoding it declares (PEP 263; UTF-8 without a declaration)."""
+    encoding = text_encoding(text)
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        line = text[: exc.start].count("\n") + 1
+        raise WriteError(
+            f"line {line} has {text[exc.start]!r}, which the file's declared encoding ({encoding}) cannot store"
+        ) from None
 
 
 def _rename(diag: Diagnostic, old: str, new: str) -> Diagnostic:
@@ -212,28 +278,110 @@ def fix_text(
     return outcome
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Replace ``path`` by ``text`` atomically (temp file in the same folder, then os.replace)."""
-    import shutil
+class WriteError(Exception):
+    """qlint will not write this file (read-only, not a regular file, text the encoding cannot store)."""
 
-    directory = os.path.dirname(os.path.abspath(path))
-    exists = os.path.exists(path)
-    bom = False
-    if exists:
-        with open(path, "rb") as fh:
-            bom = fh.read(3) == b"\xef\xbb\xbf"
-    fd, tmp = tempfile.mkstemp(prefix=".qlint-", suffix=".tmp", dir=directory)
+
+def write_refusal(path: str) -> str | None:
+    """Why qlint will not overwrite the existing file ``path`` (through a link: its target), or None."""
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if not st.st_mode & stat.S_IWUSR or not os.access(target, os.W_OK):
+        return f"read-only: mode {stat.S_IMODE(st.st_mode):04o}"
+    return None
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` the way the file was stored.
+
+    - a symbolic link is written through: its target gets the text, the link stays a link;
+    - a file with several hard links (or in a folder qlint cannot create files in) is rewritten in
+      place, so every link sees the new text; any other file is replaced atomically (a temporary file
+      in the same folder, then ``os.replace``) keeping its mode and, when permitted, its owner;
+    - the bytes: the encoding ``text`` declares (PEP 263, else UTF-8), a UTF-8 BOM when the file had
+      one, and the file's line ending on the lines the fixes added (CRLF stays CRLF);
+    - a file without write permission, or whose mode is read-only (even for root, as an editor would),
+      is refused with WriteError, as is text the declared encoding cannot store.
+    """
+    target = os.path.realpath(path)
+    try:
+        st: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        reason = write_refusal(path)
+        if reason is not None:
+            raise WriteError(reason)
+        with open(target, "rb") as fh:
+            before = fh.read()
+        bom = before.startswith(b"\xef\xbb\xbf")
+        try:
+            text = match_line_endings(before.decode(source_encoding(before), errors="replace"), text)
+        except LookupError:
+            pass
+    else:
+        bom = False
+    data = _encode(text)
+    if bom and text_encoding(text) == "utf-8":
+        data = b"\xef\xbb\xbf" + data
+    directory = os.path.dirname(target)
+    if st is not None and (st.st_nlink > 1 or not os.access(directory, os.W_OK | os.X_OK)):
+        _rewrite_in_place(target, data)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.qlint-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if exists:
-            shutil.copymode(path, tmp)
+        if st is not None:
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+                with contextlib.suppress(OSError):
+                    os.chown(tmp, st.st_uid, st.st_gid)
         else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _rewrite_in_place(target: str, data: bytes) -> None:
+    with open(target, "r+b") as fh:
+        fh.write(data)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def match_line_endings(original: str, text: str) -> str:
+    """``text`` whose new lines end as the lines of ``original`` do: CRLF stays CRLF.
+
+    A line kept from ``original`` keeps its ending; a changed line takes the ending of the line it
+    replaces; an added line takes the ending of ``original``'s first line (a mixed file stays as mixed).
+    """
+    first = _NEWLINE.search(original)
+    ending = first.group() if first else "\n"
+    old, new = original.splitlines(keepends=True), text.splitlines(keepends=True)
+    if ending == "\n" and "\r" not in original:
+        return text
+    out: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        for k, line in enumerate(new[j1:j2]):
+            if tag != "equal" and line.endswith("\n") and not line.endswith("\r\n"):
+                replaced = _NEWLINE.search(old[i1 + k]) if k < i2 - i1 else None
+                line = line[:-1] + (replaced.group() if replaced else ending)
+            out.append(line)
+    return "".join(out)
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")

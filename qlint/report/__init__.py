@@ -37,11 +37,15 @@ def render(
     files_checked: int,
     tool_version: str,
     fixable_hint: bool = True,
+    errors: int = 0,
 ) -> None:
-    """Write ``diagnostics`` to ``out`` as ``fmt``: text prints diagnostics + summary, others one document."""
+    """Write ``diagnostics`` to ``out`` as ``fmt``: text prints diagnostics + summary, others one document.
+
+    ``errors``: how many paths could not be checked (exit 2); the text summary then never says all passed.
+    """
     if fmt == "text":
         render_text(diagnostics, sources, color=color, out=out, fixable_hint=fixable_hint)
-        render_summary(diagnostics, color=color, out=out, files_checked=files_checked)
+        render_summary(diagnostics, color=color, out=out, files_checked=files_checked, errors=errors)
     elif fmt == "json":
         out.write(render_json(diagnostics) + "\n")
     elif fmt == "github":

@@ -45,13 +45,20 @@ def render_text(
     _emit(lines, color=color, out=out)
 
 
-def render_summary(diagnostics: Sequence[Diagnostic], *, color: bool, out: TextIO, files_checked: int) -> None:
+def render_summary(
+    diagnostics: Sequence[Diagnostic], *, color: bool, out: TextIO, files_checked: int, errors: int = 0
+) -> None:
     """Print ``Found N problems (...) in M files.`` and the fixable hint, or ``All checks passed!``.
 
     ``M`` counts the distinct files that have diagnostics; ``files_checked`` is accepted for the
-    caller's convenience but not printed (ruff does not print it either).
+    caller's convenience but not printed (ruff does not print it either). ``errors`` counts what qlint
+    could not check or write (printed on stderr, exit 2): then the checks did not all pass.
     """
     del files_checked
+    if not diagnostics and errors:
+        was = "was 1 error" if errors == 1 else f"were {errors} errors"
+        _emit([[(f"No problems found, but there {was} (see stderr).", "bold red")]], color=color, out=out)
+        return
     if not diagnostics:
         _emit([[("All checks passed!", "bold green")]], color=color, out=out)
         return

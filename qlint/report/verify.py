@@ -12,6 +12,7 @@ from typing import TextIO
 from qlint.diagnostics import Diagnostic
 from qlint.report.json_format import diagnostic_to_dict
 from qlint.report.text import render_text as render_check_text
+from qlint.source.file import read_source_text
 from qlint.verify.result import VerifyResult, _spread_json
 from qlint.verify.verdicts import is_slow
 
@@ -255,6 +256,5 @@ def render_diagnostics(diagnostics: Sequence[Diagnostic], color: bool, out) -> N
     for d in diagnostics:
         for p in (d.span.path, *(r.span.path for r in d.related)):
             if p not in sources and os.path.isfile(p):
-                with open(p, encoding="utf-8", errors="replace") as fh:
-                    sources[p] = fh.read()
+                sources[p] = read_source_text(p)  # PEP 263: the file's declared encoding
     render_check_text(list(diagnostics), sources, color=color, out=out)

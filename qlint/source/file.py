@@ -16,6 +16,46 @@ _FILE_NOQA = re.compile(r"#\s*qlint:\s*noqa\b", re.IGNORECASE)
 _PRAGMA = re.compile(r"#\s*qlint:\s*(?P<key>[a-z][a-z-]*)\s*=\s*(?P<value>.+?)\s*$")
 
 
+def source_encoding(data: bytes) -> str:
+    """The encoding Python uses for source ``data``: "utf-8-sig" (a BOM), a PEP 263 declaration, or "utf-8".
+
+    Raises LookupError for a declaration naming an unknown encoding (or a BOM contradicting it).
+    """
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:
+        message = str(exc.args[0] if exc.args else exc)
+        if message.startswith(("unknown encoding", "encoding problem")):
+            raise LookupError(message) from None
+        return "utf-8"  # no declaration and a first line that is not UTF-8: decoding names the byte
+    return encoding
+
+
+def text_encoding(text: str) -> str:
+    """The PEP 263 encoding ``text`` declares in its first two lines ("utf-8" when none or unknown)."""
+    head = "".join(text.splitlines(keepends=True)[:2]).encode("utf-8", errors="replace")
+    try:
+        return source_encoding(head.removeprefix(b"\xef\xbb\xbf"))
+    except LookupError:
+        return "utf-8"
+
+
+def read_source_text(path: str) -> str:
+    """The text of a Python file, decoded as Python would (undecodable bytes replaced)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        encoding = source_encoding(data)
+    except LookupError:
+        encoding = "utf-8"
+    return data.decode(encoding, errors="replace")
+
+
+def _cookie_line(data: bytes) -> int:
+    lines = data.splitlines()[:2]
+    return next((i for i, line in enumerate(lines, 1) if b"coding" in line), 1)
+
+
 class UnreadableFile(Exception):
     """The path cannot be read as text at all (missing, a directory, no permission)."""
 
@@ -36,6 +76,7 @@ class SourceFile:
     noqa: dict[int, frozenset[str] | None] = field(default_factory=dict)  # None = every code
     file_noqa: bool = False
     pragmas: tuple[Pragma, ...] = ()
+    encoding: str = "utf-8"  # how the file is stored: "utf-8-sig" when it starts with a BOM
 
     @classmethod
     def read(cls, path: str) -> SourceFile:
@@ -48,18 +89,29 @@ class SourceFile:
 
     @classmethod
     def from_bytes(cls, path: str, data: bytes) -> SourceFile:
+        """Decode ``data`` as Python does: a UTF-8 BOM or a PEP 263 ``coding`` line, else UTF-8."""
         try:
-            text = data.decode("utf-8-sig")
+            encoding = source_encoding(data)
+        except LookupError as exc:
+            line = _cookie_line(data)
+            diag = Diagnostic("QL000", f"SyntaxError: {exc}", Span(path, line, 1, line, 2))
+            return cls(path, data.decode("utf-8", errors="replace"), syntax_error=diag, encoding="utf-8")
+        try:
+            text = data.decode(encoding)
         except UnicodeDecodeError as exc:
             line = data[: exc.start].count(b"\n") + 1
             col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            shown = "UTF-8" if encoding in ("utf-8", "utf-8-sig") else encoding
             diag = Diagnostic(
                 "QL000",
-                f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x}); qlint reads Python source as UTF-8",
+                f"file is not valid {shown} (byte 0x{data[exc.start]:02x}); Python reads source as UTF-8 unless "
+                "a PEP 263 line such as `# -*- coding: latin-1 -*-` declares another encoding",
                 Span(path, line, col, line, col + 1),
             )
-            return cls(path, data.decode("utf-8", errors="replace"), syntax_error=diag)
-        return cls.from_text(path, text)
+            return cls(path, data.decode(encoding, errors="replace"), syntax_error=diag, encoding=encoding)
+        source = cls.from_text(path, text)
+        source.encoding = encoding
+        return source
 
     @classmethod
     def from_text(cls, path: str, text: str) -> SourceFile:
