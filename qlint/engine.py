@@ -5,7 +5,7 @@ Torch is imported only on the graph path, and only for files that mention torch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from qlint.config import Settings, clear_cache, load_settings, with_pragmas
@@ -27,7 +27,17 @@ class FileResult:
     error: str | None = None  # qlint could not check this file at all (exit 2)
 
 
-def check_files(files: list[str], overrides: dict | None = None) -> list[FileResult]:
+def enabled_codes(settings: Settings, path: str) -> frozenset[str]:
+    """The codes reported for ``path`` under ``settings``."""
+    return registry.select_codes(*settings.selection(path))
+
+
+# a stage run on each file's findings after the check, e.g. attaching fixes:
+# stage(diagnostics, source, settings, checked, models) -> diagnostics
+Stage = Callable[[list[Diagnostic], SourceFile, Settings, tuple[str, ...], "list | None"], list[Diagnostic]]
+
+
+def check_files(files: list[str], overrides: dict | None = None, stage: Stage | None = None) -> list[FileResult]:
     """Check each file with its own settings (nearest ``[tool.qlint]`` plus ``overrides``)."""
     clear_cache()
     checked = tuple(files)
