@@ -66,7 +66,8 @@ class Related:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One finding. ``name`` and ``severity`` are the rule's, filled in by the engine."""
+    """One finding. ``name`` is its rule's, filled in by the engine; so is ``severity``, unless the
+    finding sets one itself (``qlint verify``'s "could not tell at this noise level" is an info)."""
 
     code: str
     message: str

@@ -95,7 +95,7 @@ def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Dia
 
 def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
     """Keep enabled, unsuppressed diagnostics; report each (code, location) once; give each its rule's
-    name and severity; sort."""
+    name, and its rule's severity unless the finding set a (lower) one itself; sort."""
     seen: set[tuple] = set()
     out = []
     catalog = registry.rules()
@@ -107,5 +107,5 @@ def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset
             continue
         seen.add(key)
         rule = catalog[diag.code]
-        out.append(diag.with_changes(name=rule.name, severity=rule.severity))
+        out.append(diag.with_changes(name=rule.name, severity=diag.severity or rule.severity))
     return sorted(out, key=Diagnostic.sort_key)

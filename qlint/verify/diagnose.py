@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -17,18 +16,6 @@ from qlint.verify.stats import SLOWER, UNCLEAR
 from qlint.verify.verdicts import cold_start, layer_verdict
 
 MAX_LISTED = 6
-
-
-@dataclass(frozen=True, slots=True)
-class Finding(Diagnostic):
-    """A measured diagnostic whose severity can be lower than its rule's: "could not tell at this noise
-    level" is reported under QL605 / QL602 as an info."""
-
-    level: Severity | None = field(default=None, compare=False)
-
-    @property
-    def severity(self) -> Severity:
-        return self.level or self.rule.severity
 
 
 _VERIFY_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -167,7 +154,7 @@ def measured_diagnostics(result: VerifyResult, target: Target, base: nn.Module) 
         if rec is not None and rec.speedup_vs_float > 1:
             fix = f"; measured fix: {rec.name} ({rec.int8_ms:.1f} ms, {rec.speedup_vs_float:.2f}x faster than float)"
         out.append(
-            Finding(
+            Diagnostic(
                 "QL605",
                 f"the int8 model is slower than float on {engine}: "
                 f"{result.int8_ms:.1f} ms vs {result.float_ms:.1f} ms, float/int8 {speed} "
@@ -178,14 +165,14 @@ def measured_diagnostics(result: VerifyResult, target: Target, base: nn.Module) 
         )
     elif result.speed_unclear:
         out.append(
-            Finding(
+            Diagnostic(
                 "QL605",
                 f"could not tell at this noise level whether the int8 model is slower than float on {engine}: "
                 f"float/int8 {speed} (the interquartile range straddles 1) at {shape}, {_noise(result)}; "
                 "run again on a quieter machine or with more --repeat",
                 target.span,
                 model=target.name,
-                level=Severity.INFO,
+                severity=Severity.INFO,
             )
         )
     verdicts = {x.module: layer_verdict(x, result.int8_ms) for x in result.layers}
@@ -228,7 +215,7 @@ def measured_diagnostics(result: VerifyResult, target: Target, base: nn.Module) 
                 "before serving (a new input shape pays again)"
             )
         out.append(
-            Finding(
+            Diagnostic(
                 "QL604",
                 f"the first call took {cold[0]:.1f} ms, "
                 f"{cold[0] / steady:.1f}x the steady state {steady:.1f} ms "
@@ -273,7 +260,7 @@ def _slow_layers(
                 else "could not tell at this noise level whether it runs slower in int8 than in float"
             )
         out.append(
-            Finding(
+            Diagnostic(
                 "QL602",
                 f"{head} {where}: {listed}{more}",
                 span,
@@ -281,7 +268,7 @@ def _slow_layers(
                 model=target.name,
                 module=lays[0].module,
                 data=(("modules", tuple(x.module for x in lays)),),
-                level=None if verdict == SLOWER else Severity.INFO,
+                severity=None if verdict == SLOWER else Severity.INFO,
             )
         )
     return out

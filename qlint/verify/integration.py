@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from torch import nn
 
-from qlint import config
+import qlint.config as config
 from qlint.config import Settings
 from qlint.diagnostics import Diagnostic, Related, Span
 from qlint.engine import enabled_codes, finalize
