@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 
-BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
+from qlint.config import BACKENDS
+from qlint.model.loader import first_line
+
 FLOWS = ("eager", "fx", "pt2e")
 DESCRIPTION = (
     "Run the real quantization flow on the model(s) of a file (random weights or --weights), on the CPU: "
@@ -105,7 +107,7 @@ def load_weights(model, path: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise BadInput(f"--weights {path} does not fit the model: {str(exc).splitlines()[0]}") from exc
+        raise BadInput(f"--weights {path} does not fit the model: {first_line(exc)}") from exc
 
 
 def run(args: argparse.Namespace) -> int:

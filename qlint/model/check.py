@@ -105,15 +105,12 @@ def _traceable_submodules(spec, model, settings: Settings, checked: tuple[str, .
 def _observed_inputs(model, settings: Settings) -> dict[int, tuple[int, ...]]:
     """Run the model eagerly on a meta input and record each submodule's first input shape."""
     import torch
-    import torch.nn as nn
 
     shape = settings.input_shape
     if shape is None:
-        first = next((m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))), None)
-        if isinstance(first, nn.modules.conv._ConvNd):
-            shape = (1, first.in_channels, *([224] * len(first.kernel_size)))
-        elif isinstance(first, nn.Linear):
-            shape = (1, first.in_features)
+        from qlint.model.trace import shape_for_first_layer
+
+        shape = shape_for_first_layer(model.modules())
     if shape is None:
         return {}
     seen: dict[int, tuple[int, ...]] = {}

@@ -59,9 +59,14 @@ def quiet() -> Iterator[None]:
             yield
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
+    first = first_line(exc)
     if len(first) > 160:  # long torch messages: keep the first sentence
         first = first.split(". ")[0].rstrip(".")
         first = first if len(first) <= 160 else first[:157] + "..."

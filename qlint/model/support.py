@@ -15,7 +15,7 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 
-from qlint.model.loader import quiet
+from qlint.model.loader import first_line, quiet
 
 DEFAULT_PROBE_SHAPE = (1, 4, 8, 8)
 _MAX_PROBE_ELEMENTS = 1 << 22
@@ -141,7 +141,7 @@ def probe(key: object, run: Callable[[], object]) -> tuple[bool | None, str, str
             result = run()
         outcome: tuple[bool | None, str, str] = (True, kind_of_value(result), "")
     except Exception as exc:  # noqa: BLE001 - the point is to see whether torch refuses
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc) or type(exc).__name__
         outcome = (False if _no_quantized_kernel(exc) else None, "unknown", text)
     _probe_cache[key] = outcome
     return outcome

@@ -100,15 +100,18 @@ def run_float_functional(root: nn.Module, qualname: str, method: str, args, kwar
 
 
 def input_shape_guess(gm: fx.GraphModule) -> tuple[int, ...] | None:
-    """An input shape from the first conv / linear layer the input reaches."""
-    for node in gm.graph.nodes:
-        if node.op != "call_module":
-            continue
-        module = gm.get_submodule(node.target)
+    """An input shape from the first conv / linear layer the traced input reaches."""
+    first = (gm.get_submodule(n.target) for n in gm.graph.nodes if n.op == "call_module")
+    return shape_for_first_layer(first)
+
+
+def shape_for_first_layer(modules) -> tuple[int, ...] | None:
+    """The input shape the first conv / linear of ``modules`` takes: (1, C, 224, 224) for a Conv2d,
+    (1, C, 224) / (1, C, 16, 112, 112) for 1d / 3d, (1, in_features) for a Linear; None otherwise."""
+    for module in modules:
         conv = module[0] if isinstance(module, _FusedModule) else module
         if isinstance(conv, nn.modules.conv._ConvNd):
-            dims = len(conv.kernel_size)
-            spatial = {1: (224,), 2: (224, 224), 3: (16, 112, 112)}[dims]
+            spatial = {1: (224,), 2: (224, 224), 3: (16, 112, 112)}[len(conv.kernel_size)]
             return (1, conv.in_channels, *spatial)
         if isinstance(conv, nn.Linear):
             return (1, conv.in_features)

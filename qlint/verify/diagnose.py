@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-import torch
 from torch import nn
 
 from qlint.diagnostics import Diagnostic, Related, Severity, Span
+from qlint.model.frames import torch_dir
 from qlint.verify import integration
 from qlint.verify.integration import Target
 from qlint.verify.result import Failure, LayerStat, VerifyResult
@@ -23,10 +23,6 @@ _VERIFY_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def _shape(result: VerifyResult) -> str:
     return "x".join(map(str, result.input_shape))
-
-
-def _torch_dir() -> str:
-    return os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
 def _original(target: Target, name: str | None) -> nn.Module | None:
@@ -62,7 +58,7 @@ def locate_failure(f: Failure, target: Target) -> tuple[Span, tuple[Related, ...
 
     def library(fr: tuple) -> bool:
         path = os.path.abspath(fr[0])
-        return not path.startswith(_torch_dir()) and path not in checked and _VERIFY_DIR not in path
+        return not path.startswith(torch_dir()) and path not in checked and _VERIFY_DIR not in path
 
     lib = next((fr for fr in f.frames if library(fr)), None)
     related: tuple[Related, ...] = ()

@@ -7,6 +7,7 @@ import traceback
 
 from torch import nn
 
+from qlint.model.loader import first_line as loader_first_line
 from qlint.verify.flows import StepFailed
 from qlint.verify.result import Failure
 
@@ -26,7 +27,7 @@ def _op_base(op: str) -> str:
 
 
 def first_line(exc: BaseException, limit: int = 240) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = loader_first_line(exc) or type(exc).__name__
     cut = text.find(". This could be because")
     if cut > 0:
         text = text[: cut + 1]
