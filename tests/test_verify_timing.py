@@ -158,3 +158,13 @@ def test_slow_layers_warning_unclear_layers_info_stubs_are_not_layers(write, qli
     assert "int8/float 1.75x (IQR 0.50-3.00x, 8 pairs)" in info
     assert code == 0  # slow layers are warnings: the model as a whole is faster
     assert qlint("verify", path, *ARGS, "--fail-on", "warning")[0] == 1
+
+
+def test_ignoring_ql605_makes_the_speed_gate_informational(write, qlint, clock):
+    clock(10.0, [13.0])
+    path = write("small.py", SMALL)
+    write("pyproject.toml", '[tool.qlint]\nignore = ["QL605"]\n')
+    code, out, err = qlint("verify", path, *ARGS)
+    r = json.loads(out)
+    assert r["speed_verdict"] == "slower" and code == 0 == r["exit_code"], err
+    assert not [d for d in r["diagnostics"] if d["code"] == "QL605"]

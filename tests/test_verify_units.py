@@ -221,3 +221,13 @@ def test_text_report_tables_and_recommendation():
     assert '    torch.backends.quantized.engine = "onednn"' in text
     data = report.to_json(r)
     assert data["recommendation"]["speedup_vs_float"] == 2.5 and data["exit_code"] == 1
+
+
+def test_float_islands_skip_stubs_and_float_functional():
+    model = nn.Module()
+    model.quant = torch.ao.quantization.QuantStub()
+    model.conv = nn.Conv2d(2, 2, 1)
+    model.mul = nn.quantized.FloatFunctional()
+    assert remedies.swappable(model, "conv")
+    assert not remedies.swappable(model, "quant") and not remedies.swappable(model, "mul")
+    assert remedies.island_sets(model, [], ["conv", "mul", "quant"]) == [("1 slow layer kept float", ("conv",))]

@@ -289,13 +289,19 @@ def pt2e_available() -> bool:
 @contextlib.contextmanager
 def inductor_freezing() -> Iterator[None]:
     """``torch._inductor.config.freezing = True`` while verify runs (the PT2E x86 flow's setting)."""
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")  # "No CUDA runtime is found" on a CPU host
+    level = cpp_log.level
+    cpp_log.setLevel(logging.ERROR)
     try:
-        import torch._inductor.config as inductor_config
-    except Exception:  # noqa: BLE001 - no inductor: compiling will say so
-        yield
-        return
-    with inductor_config.patch(freezing=True):
-        yield
+        try:
+            import torch._inductor.config as inductor_config
+        except Exception:  # noqa: BLE001 - no inductor: compiling will say so
+            yield
+            return
+        with inductor_config.patch(freezing=True):
+            yield
+    finally:
+        cpp_log.setLevel(level)
 
 
 def compiled(model: nn.Module) -> nn.Module:

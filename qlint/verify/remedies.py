@@ -8,6 +8,7 @@ from torch import nn
 
 from qlint.model.support import is_dilated_grouped_conv
 from qlint.verify.result import Candidate, LayerStat, Recommendation
+from qlint.verify.timing import FUNCTIONAL_TYPES
 from qlint.verify.verdicts import suspect
 
 TIE = 0.02  # candidates within 2% of the fastest are tied: the higher SQNR wins
@@ -36,8 +37,8 @@ def swappable(model: nn.Module, name: str) -> bool:
         mod = model.get_submodule(name)
     except AttributeError:
         return False
-    if type(mod).__name__ in ("QuantStub", "DeQuantStub"):
-        return False
+    if type(mod).__name__ in ("QuantStub", "DeQuantStub", *FUNCTIONAL_TYPES):
+        return False  # stubs are not layers; FloatFunctional is called by method, stubs cannot wrap it
     return type(mod) in get_default_static_quant_module_mappings()
 
 
