@@ -84,8 +84,14 @@ def _console(out: TextIO):
 
     tty = hasattr(out, "isatty") and out.isatty()
     width = None if tty else 120
-    return Console(file=out, force_terminal=tty, color_system="auto" if tty else None, width=width,
-                   highlight=False, soft_wrap=False)  # fmt: skip
+    return Console(
+        file=out,
+        force_terminal=tty,
+        color_system="auto" if tty else None,
+        width=width,
+        highlight=False,
+        soft_wrap=not tty,
+    )  # fmt: skip  (piped output: a line is never broken)
 
 
 def render_text(results: Sequence[VerifyResult], out: TextIO) -> None:
@@ -147,7 +153,7 @@ def _one(console, r: VerifyResult) -> None:
     )
     if r.cold_start_ms and r.int8_ms:
         calls = " · ".join(f"#{i} {c:.1f} ms ({c / r.int8_ms:.1f}x)" for i, c in enumerate(r.cold_start_ms, 1))
-        console.print(f"Cold start   {calls} vs steady state {r.int8_ms:.1f} ms", markup=False)
+        console.print(f"Cold start   {calls} vs steady state {r.int8_ms:.1f} ms", markup=False, soft_wrap=True)
         if r.compiled:
             first = r.cold_start_ms[0] / 1000
             console.print(f"             the first call includes the compile: {first:.1f} s", markup=False)

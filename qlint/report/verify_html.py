@@ -222,7 +222,7 @@ def _layer_sqnr(r: VerifyResult, index: int) -> str:
 
 
 def _candidates(r: VerifyResult) -> str:
-    from qlint.verify.report import candidate_row
+    from qlint.report.verify import candidate_row
 
     if len(r.candidates) < 2:
         return ""
