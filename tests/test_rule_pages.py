@@ -74,3 +74,16 @@ def test_rule_example(code, index, example, write, qlint_json, qlint):
 
 def test_every_source_rule_declares_its_trigger_words():
     assert [code for code, rule in RULES.items() if rule.runs_on_source() and not rule.triggers] == []
+
+
+def test_qlint_rules_rows_are_the_definitions(qlint):
+    import json
+
+    code, out, _ = qlint("rules", "--format", "json")
+    assert code == 0
+    rows = [(r["code"], r["name"], r["severity"], r["fix"], r["summary"]) for r in json.loads(out)]
+    assert rows == [
+        (r.code, r.name, r.severity.value, r.fix_availability.value, r.summary) for r in RULES.values()
+    ]
+    code, out, _ = qlint("rule", "QL201")
+    assert out.strip() == page(RULES["QL201"]).strip()
