@@ -1,6 +1,7 @@
 """Checking files: source rules, then (unless ``--no-graph``) model discovery, tracing and graph rules.
 
-Torch is imported only on the graph path, and only for files that mention torch.
+Torch is imported only on the graph path, and only for files that could build a model (they import
+something that depends on torch, or a pragma or the configuration names a model: ``worth_building``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from qlint.config import Settings, clear_cache, load_settings, with_pragmas
 from qlint.diagnostics import Diagnostic
 from qlint.rules import registry
 from qlint.source.file import SourceFile, UnreadableFile
+from qlint.source.imports import worth_building
 from qlint.source.paths import SKIP_DIRS, collect_files  # noqa: F401 - re-exported for callers of qlint.engine
 
 
@@ -68,7 +70,7 @@ def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...
         found = [source.syntax_error]
     else:
         found = _source_diagnostics(source, enabled)
-        if not settings.no_graph and "torch" in source.text and registry.wants_graph(enabled):
+        if not settings.no_graph and registry.wants_graph(enabled) and worth_building(source, settings):
             from qlint.model.check import load_models
 
             models, built = load_models(source, with_pragmas(settings, source), checked)
