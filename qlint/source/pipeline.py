@@ -211,6 +211,18 @@ def qualified(name: str, aliases: dict[str, str]) -> str:
     return f"{origin}.{rest}" if rest else origin
 
 
+def is_quant_api(call: cst.Call, names: Container[str], aliases: dict[str, str]) -> bool:
+    """A quantization API call named in ``names``: distinctive names always, ``prepare``/``convert``
+    only from a quantization module (``tq.prepare``, ``from torch.ao.quantization import convert``)."""
+    attr = callee_attr(call)
+    if attr not in names:
+        return False
+    if attr not in ("prepare", "convert"):
+        return True
+    full = qualified(callee(call), aliases)
+    return "quantiz" in full or "pt2e" in full
+
+
 class PipelineScan:
     """Statement-order dataflow over one body; subclasses react to calls and assignments."""
 
