@@ -59,3 +59,120 @@ def test_ql413_discarded_prepare_and_convert_leave_the_model_float(write, qlint_
     text = path.read_text()
     assert "    model = tq.prepare(model)\n" in text and "    model = tq.convert(model)\n" in text
     assert _run(path) == "torch.ao.nn.quantized.modules.conv"  # the fixed script quantizes
+
+
+SIGNED = """
+import torch
+import torch.nn as nn
+from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig, QuantWrapper, convert, prepare
+
+ACTIVATION = MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+WEIGHT = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+
+
+def main():
+    torch.backends.quantized.engine = "x86"
+    model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+    model.qconfig = QConfig(activation=ACTIVATION, weight=WEIGHT)
+    prepared = prepare(model)
+    for _ in range(2):
+        prepared(torch.rand(2, 3, 32, 32))
+    qmodel = convert(prepared)
+    try:
+        qmodel(torch.rand(1, 3, 32, 32))
+        print("ran")
+    except RuntimeError as exc:
+        print("failed:", str(exc).splitlines()[0])
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_ql407_signed_activations_fail_at_the_first_int8_forward(write, qlint_json):
+    path = write("signed.py", SIGNED)
+    _, diags = qlint_json(path, "--select", "QL407")
+    assert codes(diags) == [("QL407", 5)]
+    out = _run(path)
+    assert out.startswith("failed:") and "QUint8" in out, out
+    path.write_text(
+        path.read_text().replace(
+            "ACTIVATION = MinMaxObserver.with_args(dtype=torch.qint8",
+            "ACTIVATION = MinMaxObserver.with_args(dtype=torch.quint8",
+        )
+    )
+    assert qlint_json(path, "--select", "QL407")[1] == []
+    assert _run(path) == "ran"
+
+
+DYNAMIC = """
+import torch
+import torch.nn as nn
+from torch.ao.quantization import quantize_dynamic
+
+
+class SmallCnn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+SPEC = {nn.Linear, nn.Conv2d}
+
+if __name__ == "__main__":
+    qmodel = quantize_dynamic(SmallCnn().eval(), SPEC, dtype=torch.qint8)
+    print(sorted({type(m).__module__ + "." + type(m).__name__ for m in qmodel.modules() if "Conv" in type(m).__name__}))
+"""
+
+
+def test_ql410_quantize_dynamic_leaves_convs_float(write, qlint_json):
+    import torch.nn as nn
+    from torch.ao.quantization.quantization_mappings import get_default_dynamic_quant_module_mappings
+
+    path = write("dynamic.py", DYNAMIC)
+    _, diags = qlint_json(path, "--select", "QL410")
+    assert codes(diags) == [("QL410", 16)]  # where `nn.Conv2d` is named
+    assert nn.Conv2d not in get_default_dynamic_quant_module_mappings()  # what torch can do, asked
+    assert _run(path) == "['torch.nn.modules.conv.Conv2d']"  # and what the script really gets: float convs
+
+
+ENGINE = """
+import torch
+import torch.nn as nn
+from torch.ao.quantization import QuantWrapper, convert, get_default_qconfig, prepare
+
+torch.backends.quantized.engine = "{engine}"
+
+
+def quantize(model):
+    model.qconfig = get_default_qconfig("{engine}")
+    prepared = prepare(model.eval())
+    prepared(torch.rand(2, 3, 32, 32))
+    return convert(prepared)
+
+
+if __name__ == "__main__":
+    print(quantize(QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())))(torch.rand(1, 3, 32, 32)).shape)
+"""
+
+
+def test_ql304_engine_of_another_cpu_family_than_the_host(write, qlint_json):
+    import platform
+
+    import pytest
+    import torch
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the example is written for an x86 host")
+    path = write("engine.py", ENGINE.format(engine="qnnpack"))
+    _, diags = qlint_json(path, "--select", "QL304")
+    assert codes(diags) == [("QL304", 5)] and platform.machine() in diags[0]["message"]
+    # the script runs (qnnpack is built in) on an engine that is not the one torch picks for this host
+    assert _run(path) == "torch.Size([1, 8, 30, 30])"
+    assert torch.backends.quantized.engine != "qnnpack" and "x86" in torch.backends.quantized.supported_engines
+    assert qlint_json(write("host.py", ENGINE.format(engine="x86")), "--select", "QL304")[1] == []

@@ -258,19 +258,29 @@ def host_engine(machine: str | None = None) -> str | None:
     return None
 
 
-def qconfig_engine_mismatch(index: SourceIndex) -> Iterator[Diagnostic]:
-    if not calls_any(index, QCONFIG_GETTERS):
-        return
+def file_engines(index: SourceIndex) -> list[tuple[str, cst.CSTNode]] | None:
+    """Each ``torch.backends.quantized.engine = "..."`` of the file, with its statement; None when the
+    engine is also set in a way qlint cannot read (a computed value, ``override_quantized_engine``)."""
     assignments = fact(index, _EngineAssignments)
     if assignments.unreadable:
-        return  # the engine is set in a way qlint cannot read: nothing to compare with
+        return None
     strings = fact(index, _StringConstants).values
     engines: list[tuple[str, cst.CSTNode]] = []
     for node, value in assignments.found:
         engine = _resolve_string(value, strings)
         if engine not in ENGINE_FAMILY:
-            return  # set from something qlint cannot read: nothing to compare with
+            return None
         engines.append((engine, node))
+    return engines
+
+
+def qconfig_engine_mismatch(index: SourceIndex) -> Iterator[Diagnostic]:
+    if not calls_any(index, QCONFIG_GETTERS):
+        return
+    engines = file_engines(index)
+    if engines is None:
+        return  # the engine is set in a way qlint cannot read: nothing to compare with
+    strings = fact(index, _StringConstants).values
     host = host_engine()
     for site in index.calls:
         if site.attr not in QCONFIG_GETTERS:
