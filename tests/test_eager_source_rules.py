@@ -176,3 +176,51 @@ def test_ql304_engine_of_another_cpu_family_than_the_host(write, qlint_json):
     assert _run(path) == "torch.Size([1, 8, 30, 30])"
     assert torch.backends.quantized.engine != "qnnpack" and "x86" in torch.backends.quantized.supported_engines
     assert qlint_json(write("host.py", ENGINE.format(engine="x86")), "--select", "QL304")[1] == []
+
+
+TWO_TARGETS = """
+import torch
+import torch.nn as nn
+from torch.ao.quantization import QuantWrapper, convert, get_default_qconfig, prepare
+
+
+def build():
+    return QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+
+
+def export_mobile(model):
+    torch.backends.quantized.engine = "qnnpack"
+    model.qconfig = get_default_qconfig("qnnpack")
+    prepared = prepare(model)
+    prepared(torch.rand(2, 3, 32, 32))
+    return convert(prepared)
+
+
+def export_server(model):
+    model.qconfig = get_default_qconfig("{server}")
+    prepared = prepare(model)
+    prepared(torch.rand(2, 3, 32, 32))
+    return convert(prepared)
+
+
+if __name__ == "__main__":
+    print(torch.backends.quantized.engine, export_server(build())(torch.rand(1, 3, 32, 32)).shape)
+"""
+
+
+def test_ql402_follows_the_function_a_pipeline_runs_in(write, qlint_json):
+    import platform
+
+    import pytest
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the server pipeline is written for an x86 host")
+    # export_server never sets the engine: it runs with the host's x86, which its qconfig matches
+    path = write("targets.py", TWO_TARGETS.replace("{server}", "x86"))
+    assert qlint_json(path, "--select", "QL402")[1] == []
+    assert _run(path) == "x86 torch.Size([1, 8, 30, 30])"
+    # a qconfig that matches no engine that can be in effect there is still reported, in its function
+    path = write("targets_onednn.py", TWO_TARGETS.replace("{server}", "onednn"))
+    _, diags = qlint_json(path, "--select", "QL402")
+    assert codes(diags) == [("QL402", 19)]
+    assert "is not set in `export_server`" in diags[0]["message"]
