@@ -224,3 +224,34 @@ def test_ql402_follows_the_function_a_pipeline_runs_in(write, qlint_json):
     _, diags = qlint_json(path, "--select", "QL402")
     assert codes(diags) == [("QL402", 19)]
     assert "is not set in `export_server`" in diags[0]["message"]
+
+
+def test_ql201_counts_the_fusions_the_pipeline_performs_by_hand(write, qlint_json):
+    import importlib.util
+
+    import torch.nn as nn
+    from conftest import ROOT
+
+    seed = (ROOT / "examples" / "seed004_resnet18_qat.py").read_text()
+    last = seed.rindex("torch.ao.quantization.fuse_modules_qat(resnet[i][1],")
+    partial = seed[:last] + seed[last:].replace(
+        "[['conv1', 'bn1', 'relu'], ['conv2', 'bn2']]", "[['conv1', 'bn1', 'relu']]", 1
+    )
+    assert qlint_json(write("seed004.py", seed), "--select", "QL201")[1] == []
+    path = write("seed004_partial.py", partial)
+    _, diags = qlint_json(path, "--select", "QL201")
+    assert codes(diags) == [("QL201", partial[: partial.index("resnet = fuse(build_resnet())")].count("\n") + 1)]
+    assert "['4.1.conv2', '4.1.bn2']" in diags[0]["message"] and "4 chains" in diags[0]["message"]
+
+    # what the file's fuse() really leaves: exactly those four Conv2d -> BatchNorm2d pairs
+    spec = importlib.util.spec_from_file_location("seed004_partial_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fused = module.fuse(module.build_resnet())
+    left = sorted(
+        name
+        for name, m in fused.named_modules()
+        if isinstance(m, nn.BatchNorm2d)
+        and not type(fused.get_submodule(name.rpartition(".")[0])).__module__.startswith("torch.ao.nn.intrinsic")
+    )  # a BatchNorm2d not folded into a fused ConvBn module
+    assert left == ["4.1.bn2", "5.1.bn2", "6.1.bn2", "7.1.bn2"]

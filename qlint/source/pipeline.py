@@ -318,3 +318,30 @@ def _strip_same_object(value: cst.BaseExpression) -> cst.BaseExpression:
     ):
         value = value.func.value
     return value
+
+
+# ---- functions of the file that fuse a model by hand --------------------------------------------
+
+
+def fusing_functions(index) -> list[tuple[str, list[cst.Call]]]:
+    """(name, calls of it) for each module-level function of the file that fuses its first
+    parameter by hand (``fuse_modules(m, [...])`` / ``fuse_modules_qat(m[i][0], [...])``, the
+    receiver rooted at that parameter): the pipeline's own fusion. ``calls`` are where the file
+    calls the function (the pipeline's line), possibly none."""
+    found = []
+    for statement in index.module.body:
+        if not isinstance(statement, cst.FunctionDef) or not statement.params.params:
+            continue
+        param = statement.params.params[0].name.value
+        fuses = [
+            c
+            for c in calls(statement)
+            if callee_attr(c) in ("fuse_modules", "fuse_modules_qat")
+            and (target := argument(c, 0, "model")) is not None
+            and root_name(target) == param
+        ]
+        if fuses:
+            name = statement.name.value
+            uses = [site.node for site in index.calls if site.name == name]
+            found.append((name, uses))
+    return found
