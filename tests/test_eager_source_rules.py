@@ -1,5 +1,5 @@
-"""QL304, QL407, QL410, QL411, QL413 on realistic scripts, each verdict checked against what the script
-really does when it runs."""
+"""QL201 (pipeline fusion), QL207, QL304, QL402, QL407, QL410, QL413 on realistic scripts, each verdict
+checked against what the script really does when it runs."""
 
 from __future__ import annotations
 
@@ -255,3 +255,47 @@ def test_ql201_counts_the_fusions_the_pipeline_performs_by_hand(write, qlint_jso
         and not type(fused.get_submodule(name.rpartition(".")[0])).__module__.startswith("torch.ao.nn.intrinsic")
     )  # a BatchNorm2d not folded into a fused ConvBn module
     assert left == ["4.1.bn2", "5.1.bn2", "6.1.bn2", "7.1.bn2"]
+
+
+FX_SCRIPT = """
+import torch
+import torch.nn as nn
+from torch.ao.quantization import get_default_qconfig_mapping
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        if x.max() > 1:  # 0..255 images get rescaled
+            x = x / 255
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def quantize(model, batches):
+    prepared = prepare_fx(model.eval(), get_default_qconfig_mapping("x86"), (batches[0],))
+    for x in batches:
+        prepared(x)
+    return convert_fx(prepared)
+
+
+if __name__ == "__main__":
+    try:
+        quantize(Classifier(), [torch.rand(2, 3, 32, 32) for _ in range(2)])
+        print("quantized")
+    except Exception as exc:
+        print(type(exc).__name__)
+"""
+
+
+def test_ql207_prepare_fx_stops_where_the_trace_stops(write, qlint_json):
+    path = write("fx_flow.py", FX_SCRIPT)
+    _, diags = qlint_json(path, "--select", "QL207,QL002")
+    assert codes(diags) == [("QL002", 14), ("QL207", 14)]  # the `if` line
+    assert _run(path) == "TraceError"  # the real prepare_fx fails
+    eager = write("eager_flow.py", FX_SCRIPT.replace("prepare_fx(model.eval(), ", "no_fx(model.eval(), "))
+    assert [d["code"] for d in qlint_json(eager, "--select", "QL207,QL002")[1]] == ["QL002"]  # no FX flow: no QL207
