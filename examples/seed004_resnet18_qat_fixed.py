@@ -49,36 +49,6 @@ class Qresnet(nn.Module):
     def forward(self, x):
         return self.dq(self.m(self.q(x)))
 
-    def fuse_model(self, is_qat: bool = False) -> None:
-        """Fuse Conv/BatchNorm/ReLU chains in place before prepare (eager mode); numerics unchanged."""
-        fuse = torch.ao.quantization.fuse_modules_qat if is_qat else torch.ao.quantization.fuse_modules
-        fuse(
-            self,
-            [
-                ["m.0", "m.1", "m.2"],
-                ["m.4.0.conv1", "m.4.0.bn1", "m.4.0.relu"],
-                ["m.4.0.conv2", "m.4.0.bn2"],
-                ["m.4.1.conv1", "m.4.1.bn1", "m.4.1.relu"],
-                ["m.4.1.conv2", "m.4.1.bn2"],
-                ["m.5.0.conv1", "m.5.0.bn1", "m.5.0.relu"],
-                ["m.5.0.conv2", "m.5.0.bn2"],
-                ["m.5.0.downsample.0", "m.5.0.downsample.1"],
-                ["m.5.1.conv1", "m.5.1.bn1", "m.5.1.relu"],
-                ["m.5.1.conv2", "m.5.1.bn2"],
-                ["m.6.0.conv1", "m.6.0.bn1", "m.6.0.relu"],
-                ["m.6.0.conv2", "m.6.0.bn2"],
-                ["m.6.0.downsample.0", "m.6.0.downsample.1"],
-                ["m.6.1.conv1", "m.6.1.bn1", "m.6.1.relu"],
-                ["m.6.1.conv2", "m.6.1.bn2"],
-                ["m.7.0.conv1", "m.7.0.bn1", "m.7.0.relu"],
-                ["m.7.0.conv2", "m.7.0.bn2"],
-                ["m.7.0.downsample.0", "m.7.0.downsample.1"],
-                ["m.7.1.conv1", "m.7.1.bn1", "m.7.1.relu"],
-                ["m.7.1.conv2", "m.7.1.bn2"],
-            ],
-            inplace=True,
-        )
-
 
 def device():
     return "cuda" if torch.cuda.is_available() else "cpu"

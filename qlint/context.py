@@ -58,7 +58,11 @@ class FileContext:
     @cached_property
     def models(self) -> list[CheckedModel]:
         """The file's root models with their QGraphs ([] when the file cannot be built)."""
-        if self.settings is None or self.settings.no_graph or "torch" not in self.source.text:
+        if self.settings is None or self.settings.no_graph:
+            return []
+        from qlint.source.imports import worth_building
+
+        if not worth_building(self.source, self.settings):
             return []
         try:
             from qlint.config import with_pragmas

@@ -1,6 +1,7 @@
 """Checking files: source rules, then (unless ``--no-graph``) model discovery, tracing and graph rules.
 
-Torch is imported only on the graph path, and only for files that mention torch.
+Torch is imported only on the graph path, and only for files that could build a model (they import
+something that depends on torch, or a pragma or the configuration names a model: ``worth_building``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from qlint.config import Settings, clear_cache, load_settings, with_pragmas
-from qlint.diagnostics import Diagnostic
+from qlint.diagnostics import Diagnostic, Severity, Span
 from qlint.rules import registry
 from qlint.source.file import SourceFile, UnreadableFile
+from qlint.source.imports import worth_building
 from qlint.source.paths import SKIP_DIRS, collect_files  # noqa: F401 - re-exported for callers of qlint.engine
+from qlint.source.pragmas import malformed_pragmas
 
 
 class InputError(Exception):
@@ -67,8 +70,8 @@ def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...
     if not source.ok:
         found = [source.syntax_error]
     else:
-        found = _source_diagnostics(source, enabled)
-        if not settings.no_graph and "torch" in source.text and registry.wants_graph(enabled):
+        found = _source_diagnostics(source, enabled) + malformed_pragmas(source)
+        if not settings.no_graph and registry.wants_graph(enabled) and worth_building(source, settings):
             from qlint.model.check import load_models
 
             models, built = load_models(source, with_pragmas(settings, source), checked)
@@ -88,9 +91,24 @@ def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Dia
 
     try:
         index = index_of(source)
-    except Exception:  # noqa: BLE001 - libcst may lag behind the newest syntax; ast accepted the file
-        return []
+    except Exception as exc:  # noqa: BLE001 - libcst may lag behind the newest syntax; ast accepted the file
+        return [source_pass_failed(source, exc, [r.code for r in rules])]
     return [d for rule in rules for d in rule.check_source(index)]
+
+
+def source_pass_failed(source: SourceFile, exc: Exception, codes: list[str]) -> Diagnostic:
+    """QL000 (as a warning): Python parses the file, qlint's source parser (libcst) does not, so the
+    source rules did not look at it."""
+    line = getattr(exc, "raw_line", None) or 1
+    col = (getattr(exc, "raw_column", None) or 0) + 1
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return Diagnostic(
+        "QL000",
+        f"Python parses this file but qlint's source parser (libcst) does not ({first}): the source rules "
+        f"{', '.join(sorted(codes))} did not check it",
+        Span(source.path, line, col, line, col + 1),
+        severity=Severity.WARNING,
+    )
 
 
 def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:

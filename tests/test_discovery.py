@@ -55,9 +55,11 @@ class Net(nn.Module):
 """,
     )
     _, diags = qlint_json(path)
-    # Block is used by Net: a building block, not reported; Net is a root that cannot be built
-    assert codes(diags) == [("QL001", 13)]
-    assert "`phase`" in diags[0]["message"] and "# qlint: model = Net(phase=...)" in diags[0]["message"]
+    # Net is a root that cannot be built; Block, used by Net, is then checked by nothing: said, not dropped
+    assert codes(diags) == [("QL001", 4), ("QL001", 13)]
+    block, net = diags
+    assert "`phase`" in net["message"] and "# qlint: model = Net(phase=...)" in net["message"]
+    assert "`Net` names it and cannot be built either" in block["message"]
 
 
 def test_model_option_and_config_models(write, qlint_json, tmp_path):
@@ -210,3 +212,83 @@ def test_relative_imports_inside_a_package(write, qlint_json):
     _, diags = qlint_json(path, "--select", "QL101")
     assert [d["location"]["row"] for d in diags] == [7]
     assert diags[0]["related"][0]["filename"].endswith("blocks.py")
+
+
+def test_a_class_named_inside_another_that_does_not_contain_it_is_reported(write, qlint_json):
+    path = write(
+        "named.py",
+        """
+        import torch.nn as nn
+
+
+        class Head(nn.Module):
+            def __init__(self, classes):
+                super().__init__()
+                self.fc = nn.Linear(8, classes)
+
+            def forward(self, x):
+                return self.fc(x)
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 8, 3)
+
+            def forward(self, x):
+                if isinstance(self.conv, Head):
+                    return x
+                return self.conv(x)
+        """,
+    )
+    _, diags = qlint_json(path, "--select", "QL001")
+    assert codes(diags) == [("QL001", 4)]
+    assert "`classes`" in diags[0]["message"] and "no model qlint built contains one" in diags[0]["message"]
+
+
+NET = """
+import torch.nn as nn
+
+{pragma}
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return self.conv(x)
+"""
+
+
+def test_a_malformed_input_shape_pragma_is_reported_at_its_line(write, qlint_json):
+    path = write("shape.py", NET.format(pragma="# qlint: input-shape = 1x3xfoo"))
+    _, diags = qlint_json(path, "--select", "QL001")
+    assert codes(diags) == [("QL001", 3)]
+    assert "1x3xfoo" in diags[0]["message"] and "default input shape" in diags[0]["message"]
+
+
+def test_an_unknown_pragma_key_is_reported(write, qlint_json):
+    path = write("key.py", NET.format(pragma="# qlint: input_shape = 1x3x32x32"))
+    _, diags = qlint_json(path, "--select", "QL001")
+    assert codes(diags) == [("QL001", 3)]
+    assert "unknown key `input_shape`" in diags[0]["message"] and "`input-shape`" in diags[0]["message"]
+
+
+def test_a_source_pass_that_fails_is_reported_not_silent(write, qlint_json, monkeypatch):
+    import libcst
+
+    from qlint.source import index
+
+    def refuse(text, *args, **kwargs):
+        raise libcst.ParserSyntaxError(
+            "a syntax libcst does not know", lines=text.splitlines(), raw_line=3, raw_column=0
+        )
+
+    monkeypatch.setattr(index.cst, "parse_module", refuse)
+    index._parsed.cache_clear()
+    path = write("new_syntax.py", "from torch.ao.quantization import prepare\n\nprepare(model)\n")
+    _, diags = qlint_json(path, "--no-graph")
+    assert [(d["code"], d["location"]["row"]) for d in diags] == [("QL000", 3)]
+    assert "libcst" in diags[0]["message"] and "QL403" in diags[0]["message"]

@@ -99,7 +99,8 @@ def sqnr(reference, approx) -> float:
 
 
 def eager_flow(model: torch.nn.Module, shape, batches: int = 4, seed: int = 0) -> float:
-    """fuse_model -> qconfig -> prepare -> calibrate -> convert -> forward; SQNR (dB) of int8 vs float."""
+    """fuse_model (when the model has one; a pipeline may fuse by hand) -> qconfig -> prepare -> calibrate
+    -> convert -> forward; SQNR (dB) of int8 vs float."""
     import warnings
 
     torch.manual_seed(seed)
@@ -108,7 +109,8 @@ def eager_flow(model: torch.nn.Module, shape, batches: int = 4, seed: int = 0) -
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = model(inputs[0])
-        model.fuse_model()
+        if hasattr(model, "fuse_model"):
+            model.fuse_model()
         model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
         torch.ao.quantization.prepare(model, inplace=True)
         for x in inputs:

@@ -355,3 +355,28 @@ def test_threads_restored(write, verify_json):
     path = write("net.py", PLUS_EQUALS.replace("out += x", "out = self.conv(out)"))
     verify_json(path, "--input-shape", "1x3x16x16", "--calibration", "1", "--threads", "1", "--remedies", "never")
     assert torch.get_num_threads() == before
+
+
+def test_a_malformed_input_shape_pragma_is_a_note_of_verify(write, verify_json):
+    path = write(
+        "shape.py",
+        """
+        import torch.nn as nn
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        # qlint: input-shape = 1x3xfoo
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.quant, self.dequant = QuantStub(), DeQuantStub()
+                self.conv = nn.Conv2d(3, 4, 3)
+
+            def forward(self, x):
+                return self.dequant(self.conv(self.quant(x)))
+        """,
+    )
+    _, r = verify_json(path, "--calibration", "1", "--remedies", "never")
+    (note,) = [n for n in r["notes"] if "malformed pragma" in n]
+    assert "shape.py:4:" in note and "1x3xfoo" in note and "verify ran on 1x3x224x224" in note

@@ -77,7 +77,8 @@ for loop in range(100):
 """
 
 
-def test_seed_002_script(write, qlint_json):
+def test_seed_002_script(write, qlint_json, monkeypatch):
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")  # the seed's Jetson
     code, diags = qlint_json(write("seed002.py", SEED_002), "--no-graph")
     assert code == 1
     # the engine is set to qnnpack, matching both qnnpack qconfigs (and default_qconfig wins anyway): no QL402
@@ -89,6 +90,10 @@ def test_seed_002_script(write, qlint_json):
     assert "`quant` (QuantStub)" in by_code["QL107"]["message"]
     assert "since `prepare` (line 17)" in by_code["QL403"]["message"]
     assert by_code["QL403"]["location"]["column"] == 9 and by_code["QL403"]["severity"] == "error"
+    # run on an x86 workstation instead, its qnnpack engine is the wrong one for the host (QL304)
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    _, diags = qlint_json(write("seed002.py", SEED_002), "--no-graph", "--select", "QL304")
+    assert codes(diags) == [("QL304", 14)] and "x86_64 host" in diags[0]["message"]
 
 
 def test_seed_002_without_the_engine_line_depends_on_the_host(write, qlint_json, monkeypatch):

@@ -36,7 +36,34 @@ def load_models(
     """Build and analyse the file's root models once; QL001/QL002 for what could not be."""
     roots, found = loader.build_roots(source.path, settings, source)
     models = [CheckedModel(spec, model, analyses(spec, model, settings, checked, found)) for spec, model in roots]
+    if _uses_fx_flow(source):
+        found += [_fx_untraceable(d) for d in found if d.code == "QL002"]
     return models, found
+
+
+FX_PREPARE = ("prepare_fx", "prepare_qat_fx")
+
+
+def _uses_fx_flow(source: SourceFile) -> bool:
+    """The file calls ``prepare_fx``/``prepare_qat_fx`` (read from its imports and calls, not a word)."""
+    if not any(name in source.text for name in FX_PREPARE):
+        return False
+    from qlint.source.index import index_of
+
+    try:
+        return any(site.attr in FX_PREPARE for site in index_of(source).calls)
+    except Exception:  # noqa: BLE001 - libcst failed: the engine reports the source pass (QL000)
+        return False
+
+
+def _fx_untraceable(trace_failed: Diagnostic) -> Diagnostic:
+    """QL207 where the QL002 trace stopped: ``prepare_fx`` traces the model the same way and fails there."""
+    head = trace_failed.message.split("; graph rules check", 1)[0]
+    return trace_failed.with_changes(
+        code="QL207",
+        message=f"{head}: `prepare_fx` traces the model the same way and fails here; make it traceable, "
+        "`torch.fx.wrap` the function, or list the module in `set_non_traceable_module_names`",
+    )
 
 
 def analyses(spec, model, settings: Settings, checked: tuple[str, ...], found: list[Diagnostic]) -> list[QGraph]:

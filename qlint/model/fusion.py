@@ -81,3 +81,37 @@ def fused_away(model, qualname: str) -> bool:
         return isinstance(model.get_submodule(qualname), nn.Identity)
     except AttributeError:
         return True
+
+
+def pipeline_fused_copy(root, path: str, function: str, chain_tails: list[str]):
+    """(the model after the file's own fusing ``function``, run on a copy; the qualified name of the
+    submodule it was given), or None. ``function`` is a module-level function fusing its argument by
+    hand (see ``qlint.source.pipeline.fusing_functions``).
+
+    The function is given the root, then each submodule in turn (``fuse(build_resnet())`` while the
+    checked model is ``Qresnet(build_resnet())``), and the first target it runs on and fuses some
+    of ``chain_tails`` in is kept.
+    """
+    import os
+    import sys
+
+    from qlint.model.loader import quiet
+
+    here = os.path.abspath(path)
+    module = next(
+        (m for m in list(sys.modules.values()) if os.path.abspath(getattr(m, "__file__", "") or "") == here), None
+    )
+    fuse = getattr(module, function, None)
+    if not callable(fuse):
+        return None
+    names = [""] + [name for name, _ in root.named_modules() if name and name.count(".") < 2]
+    for name in names:
+        try:
+            with quiet():
+                clone = copy.deepcopy(root)
+                fuse(clone.get_submodule(name))
+        except Exception:  # noqa: BLE001 - not the model this function fuses: try the next candidate
+            continue
+        if any(fused_away(clone, tail) for tail in chain_tails):
+            return clone, name
+    return None

@@ -186,28 +186,56 @@ def _is_factory(obj: object, name: str, module: ModuleType) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A model class of the file that discovery did not build, and why."""
+
+    name: str
+    span: Span
+    missing: tuple[str, ...]  # the constructor arguments it needs
+    used_by: tuple[str, ...]  # the classes and factories of the file whose code names it
+
+    @property
+    def reason(self) -> str:
+        needs = ", ".join(f"`{m}`" for m in self.missing)
+        where = ", ".join(f"`{u}`" for u in self.used_by)
+        return f"its constructor needs {needs}" + (f"; {where} names it" if where else "")
+
+    def diagnostic(self, path: str, why: str = "") -> Diagnostic:
+        expr = f"{self.name}({', '.join(f'{m}=...' for m in self.missing)})"
+        return Diagnostic(
+            "QL001",
+            f"cannot build `{self.name}`: {self.reason}{why}; " + HOW_TO.format(expr=expr, path=os.path.basename(path)),
+            self.span,
+            model=self.name,
+        )
+
+
 def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[ModelSpec], list[Diagnostic]]:
+    specs, skipped = discover(module, source, path)
+    return specs, [s.diagnostic(path) for s in skipped if not s.used_by]
+
+
+def discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[ModelSpec], list[Skipped]]:
+    """The classes and factories of the file that build a model with no arguments, and every model
+    class it skipped (its constructor needs arguments) with the classes and factories that name it:
+    those are checked through them when they build one (``build_roots`` reports it otherwise)."""
     import torch.nn as nn
 
     tree = ast.parse(source.text)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    used_in_other_class = {
-        name.id
-        for cls in classes.values()
-        for name in ast.walk(cls)
-        if isinstance(name, ast.Name) and name.id != cls.name
-    }
+    users: dict[str, list[str]] = {}
+    for cls in classes.values():
+        for name in {n.id for n in ast.walk(cls) if isinstance(n, ast.Name) and n.id != cls.name}:
+            users.setdefault(name, []).append(cls.name)
     # a class a factory builds (``return Wrapper(vgg16())``) is checked through that factory
-    used_in_other_class |= {
-        name.id
-        for fname, fn in functions.items()
-        if _is_factory(getattr(module, fname, None), fname, module)
-        for name in ast.walk(fn)
-        if isinstance(name, ast.Name)
-    }
+    for fname, fn in functions.items():
+        if _is_factory(getattr(module, fname, None), fname, module):
+            for name in {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}:
+                users.setdefault(name, []).append(f"{fname}()")
     specs: list[ModelSpec] = []
-    diagnostics: list[Diagnostic] = []
+    skipped: list[Skipped] = []
     for name, obj in vars(module).items():
         if inspect.isclass(obj) and issubclass(obj, nn.Module) and name in classes:
             if obj.__module__ != module.__name__:
@@ -216,28 +244,14 @@ def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[M
             missing = _needs_arguments(obj)
             if not missing:
                 specs.append(ModelSpec(f"{name}()", path, node.lineno, node.col_offset + 1, obj))
-            elif name not in used_in_other_class:
-                expr = f"{name}({', '.join(missing)}=...)"
-                diagnostics.append(
-                    Diagnostic(
-                        "QL001",
-                        f"cannot build `{name}`: its constructor needs {', '.join(f'`{m}`' for m in missing)}; "
-                        + HOW_TO.format(expr=expr, path=os.path.basename(path)),
-                        Span(
-                            path,
-                            node.lineno,
-                            node.col_offset + 1,
-                            node.lineno,
-                            node.col_offset + 7 + len(name),
-                        ),
-                        model=name,
-                    )
-                )
+            else:
+                span = Span(path, node.lineno, node.col_offset + 1, node.lineno, node.col_offset + 7 + len(name))
+                skipped.append(Skipped(name, span, tuple(missing), tuple(users.get(name, ()))))
         elif inspect.isfunction(obj) and name in functions and obj.__module__ == module.__name__:
             node = functions[name]
             if _is_factory(obj, name, module):
                 specs.append(ModelSpec(f"{name}()", path, node.lineno, node.col_offset + 1, obj))
-    return specs, diagnostics
+    return specs, skipped
 
 
 def build(spec: ModelSpec, device: str = "meta"):
@@ -295,14 +309,38 @@ def build_roots(
     path: str, settings: Settings, source: SourceFile | None = None, device: str = "meta"
 ) -> tuple[list[tuple[ModelSpec, object]], list[Diagnostic]]:
     """Find, build and keep the root models of ``path``; QL001 diagnostics for what could not be built."""
-    specs, found, _ = find_models(path, settings, source)
+    specs, found, module = find_models(path, settings, source)
     built = []
     for spec in specs:
         try:
             built.append((spec, build(spec, device)))
         except UserCodeError as err:
             found.append(err.diagnostic)
+    if module is not None and not _explicit(path, settings, source):
+        found += _uncovered(module, source or SourceFile.read(path), path, built)
     return select_roots(built), found
+
+
+def _explicit(path: str, settings: Settings, source: SourceFile | None) -> bool:
+    source = source or SourceFile.read(path)
+    return bool(source.pragma_values("model") or settings.models_for(path) or settings.model_exprs)
+
+
+def _uncovered(module: ModuleType, source: SourceFile, path: str, built: list) -> list[Diagnostic]:
+    """QL001 for each skipped class that a user names but no built model contains (nothing checked it)."""
+    _, skipped = discover(module, source, path)
+    inside = {type(m).__name__ for _, model in built for m in model.modules() if _defined_in(type(m), path)}
+    unbuilt = {s.name for s in skipped}
+    out = []
+    for item in skipped:
+        if not item.used_by or item.name in inside:
+            continue
+        if all(user in unbuilt for user in item.used_by):
+            why = " and cannot be built either (its QL001): once it is, it checks this class too"
+        else:
+            why = ", but no model qlint built contains one"
+        out.append(item.diagnostic(path, why))
+    return out
 
 
 def select_roots(built: list[tuple[ModelSpec, object]]) -> list[tuple[ModelSpec, object]]:

@@ -258,19 +258,39 @@ def host_engine(machine: str | None = None) -> str | None:
     return None
 
 
-def qconfig_engine_mismatch(index: SourceIndex) -> Iterator[Diagnostic]:
-    if not calls_any(index, QCONFIG_GETTERS):
-        return
+def file_engines(index: SourceIndex) -> list[tuple[str, cst.CSTNode]] | None:
+    """Each ``torch.backends.quantized.engine = "..."`` of the file, with its statement; None when the
+    engine is also set in a way qlint cannot read (a computed value, ``override_quantized_engine``)."""
+    scoped = scoped_engines(index)
+    return None if scoped is None else [(engine, node) for engine, node, _ in scoped]
+
+
+def scoped_engines(index: SourceIndex) -> list[tuple[str, cst.CSTNode, str | None]] | None:
+    """``file_engines`` with the function each is set in (None: the module body)."""
     assignments = fact(index, _EngineAssignments)
     if assignments.unreadable:
-        return  # the engine is set in a way qlint cannot read: nothing to compare with
+        return None
     strings = fact(index, _StringConstants).values
-    engines: list[tuple[str, cst.CSTNode]] = []
-    for node, value in assignments.found:
+    engines: list[tuple[str, cst.CSTNode, str | None]] = []
+    for node, value, function in assignments.found:
         engine = _resolve_string(value, strings)
         if engine not in ENGINE_FAMILY:
-            return  # set from something qlint cannot read: nothing to compare with
-        engines.append((engine, node))
+            return None
+        engines.append((engine, node, function))
+    return engines
+
+
+def qconfig_engine_mismatch(index: SourceIndex) -> Iterator[Diagnostic]:
+    """A getter is compared with the engines set where it runs: its own function (or the module body
+    for module-level code). A function that sets none runs with whatever is in effect when it is
+    called: the module's setting or the host's default, or one set by another function; it is
+    reported only when none of those matches."""
+    if not calls_any(index, QCONFIG_GETTERS):
+        return
+    scoped = scoped_engines(index)
+    if scoped is None:
+        return  # the engine is set in a way qlint cannot read: nothing to compare with
+    strings = fact(index, _StringConstants).values
     host = host_engine()
     for site in index.calls:
         if site.attr not in QCONFIG_GETTERS:
@@ -279,20 +299,33 @@ def qconfig_engine_mismatch(index: SourceIndex) -> Iterator[Diagnostic]:
         backend = "x86" if expr is None else _resolve_string(expr, strings)  # torch's default argument
         if backend not in ENGINE_FAMILY:
             continue
-        call = f'`{site.attr}("{backend}")`'
-        if engines:
-            if any(ENGINE_FAMILY[e] == ENGINE_FAMILY[backend] for e, _ in engines):
-                continue
-            shown = ", ".join(sorted({f'"{e}"' for e, _ in engines}))
-            where = f"is set to {shown} in this file"
-            related = tuple(Related(index.span(n), f'the engine is set to "{e}" here') for e, n in engines)
-        elif host is not None and ENGINE_FAMILY[host] != ENGINE_FAMILY[backend]:
+        own = [(e, n) for e, n, f in scoped if f == site.function]
+        module = [(e, n) for e, n, f in scoped if f is None]
+        others = [(e, n) for e, n, f in scoped if f != site.function and f is not None]
+        scope = f"`{site.function}`" if site.function else "the module body"
+        if own:
+            engines, default = own, None
+            where = f"is set to {_names(own)} in {scope}"
+        elif module:
+            engines, default = module + others, None
+            where = f"is set to {_names(engines)} in this file"
+        elif others:
+            engines, default = others, host
+            where = f"is not set in {scope}; it is {_names(others)} where another function sets it" + (
+                f', and "{host}" (this {platform.machine()} host\'s default) otherwise' if host else ""
+            )
+        elif host is not None:
+            engines, default = [], host
             where = f'is never set in this file, so it defaults to "{host}" on this {platform.machine()} host'
-            related = ()
         else:
             continue
-        engine = "/".join(sorted({e for e, _ in engines})) if engines else host
-        effect = _MISMATCH_EFFECT.get((ENGINE_FAMILY[backend], ENGINE_FAMILY[engines[0][0] if engines else host]), "")
+        in_effect = [e for e, _ in engines] + ([default] if default else [])
+        if not in_effect or any(ENGINE_FAMILY[e] == ENGINE_FAMILY[backend] for e in in_effect):
+            continue
+        related = tuple(Related(index.span(n), f'the engine is set to "{e}" here') for e, n in engines)
+        call = f'`{site.attr}("{backend}")`'
+        engine = "/".join(sorted(set(in_effect)))
+        effect = _MISMATCH_EFFECT.get((ENGINE_FAMILY[backend], ENGINE_FAMILY[in_effect[0]]), "")
         yield index.diagnostic(
             "QL402",
             f"{call} builds observers for the {backend} engine, but `torch.backends.quantized.engine` "
@@ -300,6 +333,10 @@ def qconfig_engine_mismatch(index: SourceIndex) -> Iterator[Diagnostic]:
             f"qparams chosen for {backend}{effect}; use one engine name for both",
             site.node,
         ).with_changes(related=related)
+
+
+def _names(engines: list[tuple[str, cst.CSTNode]]) -> str:
+    return ", ".join(sorted({f'"{e}"' for e, _ in engines}))
 
 
 _MISMATCH_EFFECT = {
@@ -312,17 +349,25 @@ _MISMATCH_EFFECT = {
 
 @one_pass
 class _EngineAssignments(cst.CSTVisitor):
-    """``torch.backends.quantized.engine = ...`` statements; ``unreadable`` when the engine is also set
-    some other way (``override_quantized_engine(...)``, ``setattr``)."""
+    """``torch.backends.quantized.engine = ...`` statements with their innermost function (None: the
+    module body); ``unreadable`` when the engine is also set some other way
+    (``override_quantized_engine(...)``, ``setattr``)."""
 
     def __init__(self) -> None:
-        self.found: list[tuple[cst.Assign, cst.BaseExpression]] = []
+        self.found: list[tuple[cst.Assign, cst.BaseExpression, str | None]] = []
         self.unreadable = False
+        self.functions: list[str] = []
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.functions.append(node.name.value)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.functions.pop()
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
             if (get_full_name_for_node(target.target) or "").endswith("backends.quantized.engine"):
-                self.found.append((node, node.value))
+                self.found.append((node, node.value, self.functions[-1] if self.functions else None))
 
     def visit_Call(self, node: cst.Call) -> None:
         name = callee_attr(node)

@@ -210,10 +210,16 @@ def _unfused(qg: QGraph) -> Iterator[Diagnostic]:
         return
     has_fuse_model = callable(getattr(qg.root, "fuse_model", None))
     fused, error = fused_copy(qg.root) if has_fuse_model else (None, None)
+    by_hand = None if has_fuse_model or qg.prefix else _fused_by_pipeline(qg, chains)
+    left: list[list[str]] = []  # chains the pipeline's own fusing function leaves unfused
     for chain in chains:
         names = [qg.full(qg.facts(n).module) for n in chain]
         if fused is not None and fused_away(fused, qg.facts(chain[-1]).module):
             continue  # fuse_model() fuses it: the chain's tail became an Identity
+        if by_hand is not None:
+            if not fused_away(by_hand[2], qg.facts(chain[-1]).module):
+                left.append(chain)  # reported once, below, at the pipeline's call of its fusing function
+            continue
         types = " -> ".join(qg.facts(n).module_type.__name__ for n in chain)
         if has_fuse_model and error is None:
             why = "`fuse_model()` leaves it unfused"
@@ -229,10 +235,52 @@ def _unfused(qg: QGraph) -> Iterator[Diagnostic]:
             chain[0],
             data=UnfusedChain(tuple(names)),
         )
+    if left and by_hand is not None:
+        yield _left_by_pipeline(qg, left, *by_hand)
     if fused is not None and not qg.prefix:
         count = sum(fused_away(fused, qg.facts(chain[-1]).module) for chain in chains)
         if count:
             yield from _prepared_without_fuse_model(qg, count)
+
+
+def _left_by_pipeline(qg, left: list[list[str]], function: str, call_span, clone, target: str) -> Diagnostic:
+    """One QL201 at the pipeline's call of its fusing function, listing what it leaves unfused."""
+    prefix = f"{target}." if target else ""
+    lists = []
+    for chain in left:
+        names = [qg.full(qg.facts(n).module) for n in chain]
+        lists.append("[" + ", ".join(f"'{n.removeprefix(prefix)}'" for n in names) + "]")
+    count = len(left)
+    given = f" (it is given `{target}`)" if target else ""
+    return qg.diagnostic(
+        "QL201",
+        f"the pipeline fuses by hand in `{function}()`{given}, and leaves {count} chain{'s' * (count > 1)} unfused: "
+        f"add {', '.join(lists)} to its fusion lists",
+        location=(call_span, qg.locate(left[0][0])[1]),
+    )
+
+
+def _fused_by_pipeline(qg, chains):
+    """(function name, the span where the pipeline calls it, the model as it fuses it, the submodule it
+    is given) for a function of
+    the file that fuses the model by hand (seed 004's ``fuse(resnet)``); None when there is none."""
+    from qlint.model.fusion import pipeline_fused_copy
+    from qlint.source.file import SourceFile
+    from qlint.source.index import index_of
+    from qlint.source.pipeline import fusing_functions
+
+    source = SourceFile.read(qg.spec.path)
+    if "fuse_modules" not in source.text:
+        return None
+    index = index_of(source)
+    tails = [qg.facts(chain[-1]).module for chain in chains]
+    for function, uses in fusing_functions(index):
+        fused = pipeline_fused_copy(qg.root, qg.spec.path, function, tails)
+        if fused is not None:
+            define = next(f for f in index.functions if f.name.value == function)
+            where = index.span(uses[0]) if uses else index.span(define.name)
+            return function, where, *fused
+    return None
 
 
 def _prepared_without_fuse_model(qg, count: int) -> Iterator[Diagnostic]:

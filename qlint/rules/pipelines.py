@@ -37,6 +37,7 @@ from qlint.source.pipeline import (
     callee_attr,
     calls,
     exclusive,
+    is_quant_api,
     keyword_true,
     mentions,
     qualified,
@@ -657,13 +658,7 @@ class _WorkflowScan(PipelineScan):
     def _quant_api(self, call: cst.Call, names: set[str]) -> bool:
         """A quantization API call: distinctive names always, ``prepare``/``convert`` only from a
         quantization module (``tq.prepare``, ``from torch.ao.quantization import convert``)."""
-        attr = callee_attr(call)
-        if attr not in names:
-            return False
-        if attr not in ("prepare", "convert"):
-            return True
-        full = qualified(callee(call), self.aliases)
-        return "quantiz" in full or "pt2e" in full
+        return is_quant_api(call, names, self.aliases)
 
     def _constructs_model(self, call: cst.Call) -> bool:
         name = callee(call)

@@ -13,7 +13,7 @@ from qlint.diagnostics import Diagnostic, Span
 
 _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 _FILE_NOQA = re.compile(r"#\s*qlint:\s*noqa\b", re.IGNORECASE)
-_PRAGMA = re.compile(r"#\s*qlint:\s*(?P<key>[a-z][a-z-]*)\s*=\s*(?P<value>.+?)\s*$")
+_PRAGMA = re.compile(r"#\s*qlint:\s*(?P<key>[A-Za-z][\w-]*)\s*=\s*(?P<value>.+?)\s*$")
 
 
 def source_encoding(data: bytes) -> str:

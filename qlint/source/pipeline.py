@@ -211,6 +211,18 @@ def qualified(name: str, aliases: dict[str, str]) -> str:
     return f"{origin}.{rest}" if rest else origin
 
 
+def is_quant_api(call: cst.Call, names: Container[str], aliases: dict[str, str]) -> bool:
+    """A quantization API call named in ``names``: distinctive names always, ``prepare``/``convert``
+    only from a quantization module (``tq.prepare``, ``from torch.ao.quantization import convert``)."""
+    attr = callee_attr(call)
+    if attr not in names:
+        return False
+    if attr not in ("prepare", "convert"):
+        return True
+    full = qualified(callee(call), aliases)
+    return "quantiz" in full or "pt2e" in full
+
+
 class PipelineScan:
     """Statement-order dataflow over one body; subclasses react to calls and assignments."""
 
@@ -306,3 +318,30 @@ def _strip_same_object(value: cst.BaseExpression) -> cst.BaseExpression:
     ):
         value = value.func.value
     return value
+
+
+# ---- functions of the file that fuse a model by hand --------------------------------------------
+
+
+def fusing_functions(index) -> list[tuple[str, list[cst.Call]]]:
+    """(name, calls of it) for each module-level function of the file that fuses its first
+    parameter by hand (``fuse_modules(m, [...])`` / ``fuse_modules_qat(m[i][0], [...])``, the
+    receiver rooted at that parameter): the pipeline's own fusion. ``calls`` are where the file
+    calls the function (the pipeline's line), possibly none."""
+    found = []
+    for statement in index.module.body:
+        if not isinstance(statement, cst.FunctionDef) or not statement.params.params:
+            continue
+        param = statement.params.params[0].name.value
+        fuses = [
+            c
+            for c in calls(statement)
+            if callee_attr(c) in ("fuse_modules", "fuse_modules_qat")
+            and (target := argument(c, 0, "model")) is not None
+            and root_name(target) == param
+        ]
+        if fuses:
+            name = statement.name.value
+            uses = [site.node for site in index.calls if site.name == name]
+            found.append((name, uses))
+    return found

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from qlint.source.file import SourceFile, UnreadableFile
+from qlint.source.pragmas import malformed_pragmas
 from qlint.verify import accuracy, integration, remedies, stats, timing
 from qlint.verify.calibrate import Batch, CalibrationError, split_batches
 from qlint.verify.diagnose import conversion_failed, measured_diagnostics, module_span
@@ -77,10 +79,21 @@ def verify(target: Target, options: VerifyOptions, step: Step | None = None) -> 
         min_sqnr=options.min_sqnr,
         fail_on=options.fail_on,
     )
+    result.notes += pragma_notes(target.path, options.input_shape)
     with threads(options.threads), quiet(), inductor_freezing():
         torch.manual_seed(options.seed)
         _run(target, options, engine, result, step)
     return result
+
+
+def pragma_notes(path: str, shape: Sequence[int]) -> list[str]:
+    """A note per malformed ``# qlint:`` pragma of the file (verify went on with ``shape``)."""
+    try:
+        source = SourceFile.read(path)
+    except UnreadableFile:
+        return []
+    used = "x".join(map(str, shape))
+    return [f"{d.span}: {d.code} {d.message} (verify ran on {used})" for d in malformed_pragmas(source)]
 
 
 def _run(target: Target, options: VerifyOptions, engine: str, result: VerifyResult, step: Step) -> None:
