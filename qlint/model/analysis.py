@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.ao.quantization import DeQuantStub, QuantStub
 
 from qlint.config import Settings
-from qlint.diagnostics import Diagnostic, Related, Span
+from qlint.diagnostics import Diagnostic, Related, Severity, Span
 from qlint.model import frames as fr
 from qlint.model import support
 from qlint.model.loader import ModelSpec, quiet
@@ -198,6 +198,7 @@ class QGraph:
         location: tuple[Span, tuple[Related, ...]] | None = None,
         module: str | None = None,
         data: object = None,
+        severity: Severity | None = None,
     ) -> Diagnostic:
         """A diagnostic about ``node`` (or an explicit location) of this model."""
         span, related = location or (self.locate(node) if node else (self.build_span, ()))
@@ -212,6 +213,7 @@ class QGraph:
             model=self.spec.name,
             module=module,
             data=data,
+            severity=severity,
         )
 
     def _shared_site(self, name: str) -> bool:
@@ -360,8 +362,8 @@ class QGraph:
 
         return support.signature((fx.node.map_arg(node.args, sig), fx.node.map_arg(node.kwargs, sig)))
 
-    def _materialize(self, node: fx.Node):
-        maker = support.Materialize()
+    def _materialize(self, node: fx.Node, shrink: bool):
+        maker = support.Materialize(shrink)
 
         def real(n: fx.Node) -> object:
             facts = self.facts(n.name)
@@ -378,13 +380,28 @@ class QGraph:
             raise _Inconclusive("arguments could not be materialized")
         return args, kwargs
 
+    def _at_small_then_own_shape(self, node: fx.Node, run) -> object:
+        """``run(args, kwargs)`` on small tensors; on the node's own shapes if the small ones do not fit.
+
+        Whether torch has a quantized kernel does not depend on the size, so the dispatcher's
+        "no QuantizedCPU kernel" at the small shape is final; any other error is a shape that did not
+        fit the op, and the probe is repeated at the model's shape (inconclusive if that is too big).
+        """
+        try:
+            args, kwargs = self._materialize(node, shrink=True)
+            return run(args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            if support.missing_kernel(exc):
+                raise
+        args, kwargs = self._materialize(node, shrink=False)
+        return run(args, kwargs)
+
     def _probe_function(self, node: fx.Node) -> object:
-        args, kwargs = self._materialize(node)
-        return _call(node, args, kwargs)
+        return self._at_small_then_own_shape(node, lambda args, kwargs: _call(node, args, kwargs))
 
     def _probe_module(self, module: nn.Module, node: fx.Node) -> object:
-        args, kwargs = self._materialize(node)
-        return support.cpu_copy(module)(*args, **kwargs)
+        copy = support.cpu_copy(module)
+        return self._at_small_then_own_shape(node, lambda args, kwargs: copy(*args, **kwargs))
 
 
 class _Inconclusive(Exception):

@@ -3,6 +3,12 @@
 - which modules eager ``convert`` swaps: torch's default static module mappings;
 - which module chains can be fused: torch's fuser-method table;
 - whether an op accepts quantized tensors: a cached probe of the op on tiny quantized tensors.
+
+Kernel support does not depend on the size of the tensors, so a probe first runs at a small shape
+(spatial dimensions shrunk, consistently across the arguments); only when that shape does not fit
+the op (e.g. a kernel larger than the shrunk input, a ``view`` with explicit sizes) does it run at
+the model's own shape, up to ``MAX_PROBE_ELEMENTS``. A probe that still cannot run is inconclusive,
+and the rules say so rather than treating it as supported.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import torch.nn as nn
 from qlint.model.loader import quiet
 
 DEFAULT_PROBE_SHAPE = (1, 4, 8, 8)
-_MAX_PROBE_ELEMENTS = 1 << 22
+SMALL_DIM = 8  # spatial dimensions above this are shrunk for the first probe
+MAX_PROBE_ELEMENTS = 1 << 25  # the model's own shape is tried only up to this many elements
 
 ARITHMETIC_FUNCTIONS = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.matmul,
@@ -86,18 +93,33 @@ def describe_target(op: str, target: object) -> str:
 # ---- probing ---------------------------------------------------------------------------------------
 
 
-class Materialize:
-    """Turns analysis values into real CPU tensors for a probe: quantized where the kind says so."""
+def small_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` with its spatial dimensions (index 2 on) shrunk to at most ``2 * SMALL_DIM``.
 
-    def __init__(self) -> None:
+    The same size always maps to the same small size, so arguments that agree keep agreeing.
+    """
+    return tuple(d if i < 2 or d <= SMALL_DIM else SMALL_DIM + d % SMALL_DIM for i, d in enumerate(shape))
+
+
+class Materialize:
+    """Turns analysis values into real CPU tensors for a probe: quantized where the kind says so.
+
+    With ``shrink``, tensors get ``small_shape`` of their shape; without it, their own shape (and the
+    probe is inconclusive above ``MAX_PROBE_ELEMENTS``).
+    """
+
+    def __init__(self, shrink: bool = True) -> None:
         self.failed = False
+        self.shrink = shrink
 
     def tensor(self, value: object, quantized: bool) -> torch.Tensor | None:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else DEFAULT_PROBE_SHAPE
+        if self.shrink:
+            shape = small_shape(shape)
         numel = 1
         for s in shape:
             numel *= s
-        if numel > _MAX_PROBE_ELEMENTS:
+        if numel > MAX_PROBE_ELEMENTS:
             self.failed = True
             return None
         if isinstance(value, torch.Tensor) and not value.is_floating_point():
@@ -145,6 +167,12 @@ def probe(key: object, run: Callable[[], object]) -> tuple[bool | None, str, str
         outcome = (False if _no_quantized_kernel(exc) else None, "unknown", text)
     _probe_cache[key] = outcome
     return outcome
+
+
+def missing_kernel(exc: BaseException) -> bool:
+    """The dispatcher's own answer: no QuantizedCPU kernel (certain at any shape)."""
+    text = str(exc)
+    return "QuantizedCPU" in text and "Could not run" in text
 
 
 def _no_quantized_kernel(exc: Exception) -> bool:

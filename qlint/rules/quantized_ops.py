@@ -389,7 +389,20 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
     for name, facts in qg.nodes():
         if Kind.QUANT not in facts.input_kinds:
             continue
-        if facts.op == "call_module" and not facts.swapped and facts.quantized_support is False:
+        if facts.quantized_support is None and facts.probe_error and not facts.swapped:
+            what = (
+                f"`{qg.full(facts.module)}` ({_name(facts)})"
+                if facts.op == "call_module"
+                else (_augmented(qg.source_text(name)) or support.describe_target(facts.op, facts.target))
+            )
+            yield qg.diagnostic(
+                "QL105",
+                f"could not tell whether {what} has a quantized kernel: probing it on a quantized tensor failed "
+                f"({facts.probe_error}); not checked",
+                name,
+                severity=Severity.INFO,
+            )
+        elif facts.op == "call_module" and not facts.swapped and facts.quantized_support is False:
             island = "" if qg.quantized_by_qconfig(facts.module) else " (its qconfig is None, so it stays float)"
             yield qg.diagnostic(
                 "QL105",
