@@ -92,6 +92,7 @@ class QGraph:
         self.fx_nodes: dict[str, fx.Node] = {}
         self._qconfig_on = _effective_qconfig(self.root)
         self.input_shape = settings.input_shape or input_shape_guess(self.gm)
+        self.lazy_modules = support.uninitialized_lazy_modules(self.root)  # before the meta run initializes them
         self._run()
 
     # ---- queries used by rules -----------------------------------------------------------------
@@ -269,8 +270,21 @@ class QGraph:
 
     def _placeholder_value(self, node: fx.Node, index: int) -> object:
         if index == 0 and self.input_shape:
-            return torch.empty(self.input_shape, device="meta")
+            dtype = torch.long if self._feeds_index_module(node) else torch.float32
+            return torch.empty(self.input_shape, device="meta", dtype=dtype)
+        if self._feeds_index_module(node) and not node.args:
+            return torch.empty((1, 8), device="meta", dtype=torch.long)
         return node.args[0] if node.args else _UNKNOWN
+
+    def _feeds_index_module(self, node: fx.Node) -> bool:
+        """The input goes straight into an ``nn.Embedding``/``EmbeddingBag``: token ids, not a float tensor."""
+        return any(
+            user.op == "call_module"
+            and user.args
+            and user.args[0] is node
+            and isinstance(self.submodule(user.target), support.INDEX_INPUT_TYPES)
+            for user in node.users
+        )
 
     def _values(self, node: fx.Node):
         unknown = []
@@ -301,11 +315,14 @@ class QGraph:
         elif known:
             self._execute(facts, lambda: module(*args, **kwargs))
         first = self.facts(node.all_input_nodes[0].name).kind if node.all_input_nodes else Kind.UNKNOWN
-        facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(node.target)
+        swappable = support.swapped_module_types() | support.custom_module_types()
+        facts.swapped = type(module) in swappable and self.quantized_by_qconfig(node.target)
         if isinstance(module, QuantStub):
             facts.kind = Kind.QUANT if facts.swapped else first
         elif isinstance(module, DeQuantStub):
             facts.kind = Kind.FLOAT
+        elif facts.swapped and isinstance(module, support.INDEX_INPUT_TYPES):
+            facts.kind = Kind.FLOAT  # a quantized embedding is weight-only: float out
         elif facts.swapped:
             facts.kind = Kind.QUANT
         elif first is Kind.QUANT:
@@ -368,7 +385,7 @@ class QGraph:
         def real(n: fx.Node) -> object:
             facts = self.facts(n.name)
             if facts.kind in (Kind.QUANT, Kind.FLOAT):
-                return maker.tensor(facts.value, facts.kind is Kind.QUANT)
+                return maker.value(facts.value, facts.kind is Kind.QUANT)
             if facts.value is _UNKNOWN or isinstance(facts.value, torch.Tensor):
                 maker.failed = maker.failed or facts.value is _UNKNOWN
                 return maker.tensor(facts.value, False) if isinstance(facts.value, torch.Tensor) else None

@@ -55,6 +55,73 @@ def swapped_module_types() -> frozenset[type]:
 
 
 @lru_cache(maxsize=1)
+def custom_module_types() -> frozenset[type]:
+    """Module types eager ``prepare``/``convert`` swap through torch's default custom-module config
+    (``nn.LSTM``, ``nn.MultiheadAttention``: observed, then quantized versions that take quantized input)."""
+    from torch.ao.quantization import get_default_custom_config_dict
+
+    with quiet():
+        config = get_default_custom_config_dict()
+    return frozenset(config.get("float_to_observed_custom_module_class", {}))
+
+
+INDEX_INPUT_TYPES = (nn.Embedding, nn.EmbeddingBag)  # take integer ids; quantized only weight-only
+
+
+def is_weight_only(qconfig: object) -> bool:
+    """A qconfig whose weight observer uses float qparams (``float_qparams_weight_only_qconfig``)."""
+    return weight_qscheme(qconfig) == torch.per_channel_affine_float_qparams
+
+
+def qconfig_of(root: nn.Module, qualname: str) -> tuple[bool, object]:
+    """(set?, qconfig): the qconfig set on the module or its nearest ancestor in the model itself
+    (not set: the one a pipeline sets on the root applies)."""
+    parts = qualname.split(".") if qualname else []
+    chain = [root]
+    for part in parts:
+        chain.append(getattr(chain[-1], part))
+    for module in reversed(chain):
+        if "qconfig" in module.__dict__:
+            return True, module.__dict__["qconfig"]
+    return False, None
+
+
+def uninitialized_lazy_modules(root: nn.Module) -> dict[str, str]:
+    """qualified name -> class name of each lazy module (``LazyLinear``, ...) whose sizes are not known yet."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    return {
+        name: type(m).__name__
+        for name, m in root.named_modules()
+        if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+    }
+
+
+def default_qconfig(engine: str) -> object:
+    """The qconfig ``get_default_qconfig(engine)`` returns on the installed torch (None if it has none)."""
+    from torch.ao.quantization import get_default_qconfig
+
+    try:
+        with quiet():
+            return get_default_qconfig(engine)
+    except Exception:  # noqa: BLE001 - an engine this torch does not know
+        return None
+
+
+def weight_qscheme(qconfig: object) -> object:
+    """The qscheme of a qconfig's weight observer (None when it cannot be read)."""
+    try:
+        with quiet():
+            return getattr(qconfig.weight(), "qscheme", None)
+    except Exception:  # noqa: BLE001 - not a qconfig qlint can read
+        return None
+
+
+def is_per_channel(qconfig: object) -> bool:
+    return weight_qscheme(qconfig) in (torch.per_channel_affine, torch.per_channel_symmetric)
+
+
+@lru_cache(maxsize=1)
 def fusion_patterns() -> tuple[tuple[type, ...], ...]:
     """Module-type chains eager ``fuse_modules`` can fuse, longest first (torch's fuser table)."""
     try:
@@ -111,6 +178,14 @@ class Materialize:
     def __init__(self, shrink: bool = True) -> None:
         self.failed = False
         self.shrink = shrink
+
+    def value(self, value: object, quantized: bool) -> object:
+        """``value`` with each tensor it holds (in tuples and lists too) made real."""
+        if isinstance(value, (tuple, list)):
+            return type(value)(self.value(v, quantized) for v in value)
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            return self.tensor(value, False)
+        return self.tensor(value, quantized)
 
     def tensor(self, value: object, quantized: bool) -> torch.Tensor | None:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else DEFAULT_PROBE_SHAPE
