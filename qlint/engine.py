@@ -112,15 +112,18 @@ def source_pass_failed(source: SourceFile, exc: Exception, codes: list[str]) -> 
 
 
 def finalize(found: Iterable[Diagnostic], source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
-    """Keep enabled, unsuppressed diagnostics; report each (code, location) once; give each its rule's
-    name, and its rule's severity unless the finding set a (lower) one itself; sort."""
+    """Keep enabled, unsuppressed diagnostics; report each (code, span) once (the span's end too, so
+    several ops or modules on one line are several findings, while instances of one block sharing a
+    call site are one); give each its rule's name, and its rule's severity unless the finding set a
+    (lower) one itself; sort."""
     seen: set[tuple] = set()
     out = []
     catalog = registry.rules()
     for diag in found:
         if diag.code not in enabled or source.suppressed(diag):
             continue
-        key = (diag.code, diag.span.path, diag.span.line, diag.span.col, tuple(r.span for r in diag.related))
+        span = diag.span
+        key = (diag.code, span.path, span.line, span.col, span.end, tuple(r.span for r in diag.related))
         if key in seen:
             continue
         seen.add(key)

@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.ao.quantization import DeQuantStub, QuantStub
 
 from qlint.config import Settings
-from qlint.diagnostics import Diagnostic, Related, Span
+from qlint.diagnostics import Diagnostic, Related, Severity, Span
 from qlint.model import frames as fr
 from qlint.model import support
 from qlint.model.loader import ModelSpec, quiet
@@ -92,6 +92,7 @@ class QGraph:
         self.fx_nodes: dict[str, fx.Node] = {}
         self._qconfig_on = _effective_qconfig(self.root)
         self.input_shape = settings.input_shape or input_shape_guess(self.gm)
+        self.lazy_modules = support.uninitialized_lazy_modules(self.root)  # before the meta run initializes them
         self._run()
 
     # ---- queries used by rules -----------------------------------------------------------------
@@ -198,6 +199,7 @@ class QGraph:
         location: tuple[Span, tuple[Related, ...]] | None = None,
         module: str | None = None,
         data: object = None,
+        severity: Severity | None = None,
     ) -> Diagnostic:
         """A diagnostic about ``node`` (or an explicit location) of this model."""
         span, related = location or (self.locate(node) if node else (self.build_span, ()))
@@ -212,6 +214,7 @@ class QGraph:
             model=self.spec.name,
             module=module,
             data=data,
+            severity=severity,
         )
 
     def _shared_site(self, name: str) -> bool:
@@ -267,8 +270,21 @@ class QGraph:
 
     def _placeholder_value(self, node: fx.Node, index: int) -> object:
         if index == 0 and self.input_shape:
-            return torch.empty(self.input_shape, device="meta")
+            dtype = torch.long if self._feeds_index_module(node) else torch.float32
+            return torch.empty(self.input_shape, device="meta", dtype=dtype)
+        if self._feeds_index_module(node) and not node.args:
+            return torch.empty((1, 8), device="meta", dtype=torch.long)
         return node.args[0] if node.args else _UNKNOWN
+
+    def _feeds_index_module(self, node: fx.Node) -> bool:
+        """The input goes straight into an ``nn.Embedding``/``EmbeddingBag``: token ids, not a float tensor."""
+        return any(
+            user.op == "call_module"
+            and user.args
+            and user.args[0] is node
+            and isinstance(self.submodule(user.target), support.INDEX_INPUT_TYPES)
+            for user in node.users
+        )
 
     def _values(self, node: fx.Node):
         unknown = []
@@ -299,11 +315,14 @@ class QGraph:
         elif known:
             self._execute(facts, lambda: module(*args, **kwargs))
         first = self.facts(node.all_input_nodes[0].name).kind if node.all_input_nodes else Kind.UNKNOWN
-        facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(node.target)
+        swappable = support.swapped_module_types() | support.custom_module_types()
+        facts.swapped = type(module) in swappable and self.quantized_by_qconfig(node.target)
         if isinstance(module, QuantStub):
             facts.kind = Kind.QUANT if facts.swapped else first
         elif isinstance(module, DeQuantStub):
             facts.kind = Kind.FLOAT
+        elif facts.swapped and isinstance(module, support.INDEX_INPUT_TYPES):
+            facts.kind = Kind.FLOAT  # a quantized embedding is weight-only: float out
         elif facts.swapped:
             facts.kind = Kind.QUANT
         elif first is Kind.QUANT:
@@ -360,13 +379,13 @@ class QGraph:
 
         return support.signature((fx.node.map_arg(node.args, sig), fx.node.map_arg(node.kwargs, sig)))
 
-    def _materialize(self, node: fx.Node):
-        maker = support.Materialize()
+    def _materialize(self, node: fx.Node, shrink: bool):
+        maker = support.Materialize(shrink)
 
         def real(n: fx.Node) -> object:
             facts = self.facts(n.name)
             if facts.kind in (Kind.QUANT, Kind.FLOAT):
-                return maker.tensor(facts.value, facts.kind is Kind.QUANT)
+                return maker.value(facts.value, facts.kind is Kind.QUANT)
             if facts.value is _UNKNOWN or isinstance(facts.value, torch.Tensor):
                 maker.failed = maker.failed or facts.value is _UNKNOWN
                 return maker.tensor(facts.value, False) if isinstance(facts.value, torch.Tensor) else None
@@ -378,13 +397,28 @@ class QGraph:
             raise _Inconclusive("arguments could not be materialized")
         return args, kwargs
 
+    def _at_small_then_own_shape(self, node: fx.Node, run) -> object:
+        """``run(args, kwargs)`` on small tensors; on the node's own shapes if the small ones do not fit.
+
+        Whether torch has a quantized kernel does not depend on the size, so the dispatcher's
+        "no QuantizedCPU kernel" at the small shape is final; any other error is a shape that did not
+        fit the op, and the probe is repeated at the model's shape (inconclusive if that is too big).
+        """
+        try:
+            args, kwargs = self._materialize(node, shrink=True)
+            return run(args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            if support.missing_kernel(exc):
+                raise
+        args, kwargs = self._materialize(node, shrink=False)
+        return run(args, kwargs)
+
     def _probe_function(self, node: fx.Node) -> object:
-        args, kwargs = self._materialize(node)
-        return _call(node, args, kwargs)
+        return self._at_small_then_own_shape(node, lambda args, kwargs: _call(node, args, kwargs))
 
     def _probe_module(self, module: nn.Module, node: fx.Node) -> object:
-        args, kwargs = self._materialize(node)
-        return support.cpu_copy(module)(*args, **kwargs)
+        copy = support.cpu_copy(module)
+        return self._at_small_then_own_shape(node, lambda args, kwargs: copy(*args, **kwargs))
 
 
 class _Inconclusive(Exception):

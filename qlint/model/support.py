@@ -3,6 +3,12 @@
 - which modules eager ``convert`` swaps: torch's default static module mappings;
 - which module chains can be fused: torch's fuser-method table;
 - whether an op accepts quantized tensors: a cached probe of the op on tiny quantized tensors.
+
+Kernel support does not depend on the size of the tensors, so a probe first runs at a small shape
+(spatial dimensions shrunk, consistently across the arguments); only when that shape does not fit
+the op (e.g. a kernel larger than the shrunk input, a ``view`` with explicit sizes) does it run at
+the model's own shape, up to ``MAX_PROBE_ELEMENTS``. A probe that still cannot run is inconclusive,
+and the rules say so rather than treating it as supported.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import torch.nn as nn
 from qlint.model.loader import first_line, quiet
 
 DEFAULT_PROBE_SHAPE = (1, 4, 8, 8)
-_MAX_PROBE_ELEMENTS = 1 << 22
+SMALL_DIM = 8  # spatial dimensions above this are shrunk for the first probe
+MAX_PROBE_ELEMENTS = 1 << 25  # the model's own shape is tried only up to this many elements
 
 ARITHMETIC_FUNCTIONS = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.matmul,
@@ -45,6 +52,73 @@ def swapped_module_types() -> frozenset[type]:
 
     with quiet():
         return frozenset(get_default_static_quant_module_mappings())
+
+
+@lru_cache(maxsize=1)
+def custom_module_types() -> frozenset[type]:
+    """Module types eager ``prepare``/``convert`` swap through torch's default custom-module config
+    (``nn.LSTM``, ``nn.MultiheadAttention``: observed, then quantized versions that take quantized input)."""
+    from torch.ao.quantization import get_default_custom_config_dict
+
+    with quiet():
+        config = get_default_custom_config_dict()
+    return frozenset(config.get("float_to_observed_custom_module_class", {}))
+
+
+INDEX_INPUT_TYPES = (nn.Embedding, nn.EmbeddingBag)  # take integer ids; quantized only weight-only
+
+
+def is_weight_only(qconfig: object) -> bool:
+    """A qconfig whose weight observer uses float qparams (``float_qparams_weight_only_qconfig``)."""
+    return weight_qscheme(qconfig) == torch.per_channel_affine_float_qparams
+
+
+def qconfig_of(root: nn.Module, qualname: str) -> tuple[bool, object]:
+    """(set?, qconfig): the qconfig set on the module or its nearest ancestor in the model itself
+    (not set: the one a pipeline sets on the root applies)."""
+    parts = qualname.split(".") if qualname else []
+    chain = [root]
+    for part in parts:
+        chain.append(getattr(chain[-1], part))
+    for module in reversed(chain):
+        if "qconfig" in module.__dict__:
+            return True, module.__dict__["qconfig"]
+    return False, None
+
+
+def uninitialized_lazy_modules(root: nn.Module) -> dict[str, str]:
+    """qualified name -> class name of each lazy module (``LazyLinear``, ...) whose sizes are not known yet."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    return {
+        name: type(m).__name__
+        for name, m in root.named_modules()
+        if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+    }
+
+
+def default_qconfig(engine: str) -> object:
+    """The qconfig ``get_default_qconfig(engine)`` returns on the installed torch (None if it has none)."""
+    from torch.ao.quantization import get_default_qconfig
+
+    try:
+        with quiet():
+            return get_default_qconfig(engine)
+    except Exception:  # noqa: BLE001 - an engine this torch does not know
+        return None
+
+
+def weight_qscheme(qconfig: object) -> object:
+    """The qscheme of a qconfig's weight observer (None when it cannot be read)."""
+    try:
+        with quiet():
+            return getattr(qconfig.weight(), "qscheme", None)
+    except Exception:  # noqa: BLE001 - not a qconfig qlint can read
+        return None
+
+
+def is_per_channel(qconfig: object) -> bool:
+    return weight_qscheme(qconfig) in (torch.per_channel_affine, torch.per_channel_symmetric)
 
 
 @lru_cache(maxsize=1)
@@ -86,18 +160,41 @@ def describe_target(op: str, target: object) -> str:
 # ---- probing ---------------------------------------------------------------------------------------
 
 
-class Materialize:
-    """Turns analysis values into real CPU tensors for a probe: quantized where the kind says so."""
+def small_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` with its spatial dimensions (index 2 on) shrunk to at most ``2 * SMALL_DIM``.
 
-    def __init__(self) -> None:
+    The same size always maps to the same small size, so arguments that agree keep agreeing.
+    """
+    return tuple(d if i < 2 or d <= SMALL_DIM else SMALL_DIM + d % SMALL_DIM for i, d in enumerate(shape))
+
+
+class Materialize:
+    """Turns analysis values into real CPU tensors for a probe: quantized where the kind says so.
+
+    With ``shrink``, tensors get ``small_shape`` of their shape; without it, their own shape (and the
+    probe is inconclusive above ``MAX_PROBE_ELEMENTS``).
+    """
+
+    def __init__(self, shrink: bool = True) -> None:
         self.failed = False
+        self.shrink = shrink
+
+    def value(self, value: object, quantized: bool) -> object:
+        """``value`` with each tensor it holds (in tuples and lists too) made real."""
+        if isinstance(value, (tuple, list)):
+            return type(value)(self.value(v, quantized) for v in value)
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            return self.tensor(value, False)
+        return self.tensor(value, quantized)
 
     def tensor(self, value: object, quantized: bool) -> torch.Tensor | None:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else DEFAULT_PROBE_SHAPE
+        if self.shrink:
+            shape = small_shape(shape)
         numel = 1
         for s in shape:
             numel *= s
-        if numel > _MAX_PROBE_ELEMENTS:
+        if numel > MAX_PROBE_ELEMENTS:
             self.failed = True
             return None
         if isinstance(value, torch.Tensor) and not value.is_floating_point():
@@ -145,6 +242,12 @@ def probe(key: object, run: Callable[[], object]) -> tuple[bool | None, str, str
         outcome = (False if _no_quantized_kernel(exc) else None, "unknown", text)
     _probe_cache[key] = outcome
     return outcome
+
+
+def missing_kernel(exc: BaseException) -> bool:
+    """The dispatcher's own answer: no QuantizedCPU kernel (certain at any shape)."""
+    text = str(exc)
+    return "QuantizedCPU" in text and "Could not run" in text
 
 
 def _no_quantized_kernel(exc: Exception) -> bool:

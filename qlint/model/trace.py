@@ -7,6 +7,9 @@ sees "the FloatFunctional ``skip_add`` adds" instead of a bare ``torch.add``.
 
 from __future__ import annotations
 
+import inspect
+import operator
+import re
 import sys
 from dataclasses import dataclass
 
@@ -61,17 +64,70 @@ class Traced:
 
 
 def trace(model: nn.Module) -> Traced:
-    """Trace ``model``; raises TraceFailure with the frames where tracing stopped."""
+    """Trace ``model``; raises TraceFailure with the frames where tracing stopped.
+
+    When the plain trace fails and ``forward`` has arguments with plain defaults
+    (``return_features=False``), it is traced again with those defaults as concrete values, as a
+    caller who passes only the input runs it.
+    """
+    try:
+        return _trace(model, None)
+    except TraceFailure as failure:
+        concrete = default_arguments(model)
+        if not concrete:
+            raise
+        try:
+            return _trace(model, concrete)
+        except TraceFailure:
+            raise failure from None
+
+
+def default_arguments(model: nn.Module) -> dict[str, object]:
+    """``forward``'s parameters whose defaults are plain values (bool, int, float, str, None)."""
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    plain = (bool, int, float, str, type(None))
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.default is not inspect.Parameter.empty
+        and isinstance(p.default, plain)
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+def _trace(model: nn.Module, concrete_args: dict[str, object] | None) -> Traced:
     tracer = QTracer()
     patched = _patch_float_functionals(model, tracer)
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=concrete_args)
     except Exception as exc:  # noqa: BLE001 - any user-code failure is a trace failure
         raise TraceFailure(exc, fr.frames_from_traceback(exc.__traceback__)) from None
     finally:
         for module, method in patched:
             module.__dict__.pop(method, None)
+    if concrete_args:
+        _drop_constant_placeholders(graph, concrete_args)
     return Traced(fx.GraphModule(tracer.root, graph, type(model).__name__), model)
+
+
+def _drop_constant_placeholders(graph: fx.Graph, concrete_args: dict[str, object]) -> None:
+    """fx keeps a placeholder per concrete argument with a guard (``eq`` then ``torch._assert``): the
+    analysis counts placeholders as model inputs, so a placeholder used only by its guard goes."""
+    for node in list(graph.nodes):
+        if node.op != "placeholder" or not {node.target, re.sub(r"_\d+$", "", node.target)} & set(concrete_args):
+            continue
+        guard = [node]
+        for user in node.users:
+            asserts = list(user.users)
+            if user.target is not operator.eq or not all(a.target is torch._assert and not a.users for a in asserts):
+                break
+            guard = [*asserts, user, *guard]
+        else:
+            for dead in guard:
+                graph.erase_node(dead)
 
 
 def _patch_float_functionals(model: nn.Module, tracer: QTracer) -> list[tuple[nn.Module, str]]:
@@ -115,6 +171,10 @@ def shape_for_first_layer(modules) -> tuple[int, ...] | None:
             return (1, conv.in_channels, *spatial)
         if isinstance(conv, nn.Linear):
             return (1, conv.in_features)
+        if isinstance(conv, nn.RNNBase):
+            return (1, 8, conv.input_size) if conv.batch_first else (8, 1, conv.input_size)
+        if isinstance(conv, (nn.Embedding, nn.EmbeddingBag)):
+            return (1, 8)  # token ids
     return None
 
 

@@ -1,4 +1,5 @@
-"""QL301: dilated grouped convolutions, several times slower in int8 on fbgemm / x86."""
+"""QL301 / QL302 / QL303: int8 kernels slower than they should be: dilated grouped convolutions and depthwise
+convolutions with a channel multiplier on fbgemm / x86, bilinear upsampling of quantized tensors."""
 
 from __future__ import annotations
 
@@ -149,3 +150,193 @@ def dilated_grouped_conv(qg: QGraph) -> Iterator[Diagnostic]:
                 "`qlint verify` measures both",
                 name,
             )
+
+
+class DepthwiseMultiplierConv(Rule):
+    """## What it does
+    Reports a quantized convolution with `groups == in_channels > 1` and `out_channels != in_channels`
+    (a depthwise convolution with a channel multiplier) when the quantized engine is `fbgemm` or `x86`.
+    Points at the line that calls it.
+
+    ## Why is this bad?
+    It runs, slowly: fbgemm's fast depthwise kernels need one output channel per input channel; with a
+    multiplier it falls back to the generic grouped path (pytorch/FBGEMM#347).
+
+    ## Use instead
+    A depthwise conv with `out_channels == in_channels`, then a 1x1 conv to the wanted width
+    (retrain), or measure with `qlint verify`.
+
+    ## Fix safety
+    No automatic fix: the replacement changes the architecture.
+
+    ## References
+    - [pytorch/FBGEMM#347](https://github.com/pytorch/FBGEMM/issues/347) (depthwise convolution with a channel multiplier)
+    """
+
+    code = "QL302"
+    name = "depthwise-multiplier-conv"
+    severity = Severity.WARNING
+    flows = (Flow.EAGER, Flow.FX)
+    basis = (Basis.GRAPH,)
+    summary = "a depthwise conv with a channel multiplier takes fbgemm's slow path"
+    examples = (
+        Invalid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.dw = nn.Conv2d(8, 16, 3, padding=1, groups=8)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.dw(self.quant(x)))
+""",
+            lines=(13,),
+            args=("--backend", "x86"),
+        ),
+        Valid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw = nn.Conv2d(8, 16, 1)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.pw(self.dw(self.quant(x))))
+""",
+            args=("--backend", "x86"),
+        ),
+    )
+
+    def check_graph(self, qg: QGraph) -> Iterator[Diagnostic]:
+        import torch.nn as nn
+        from torch.ao.nn.intrinsic import _FusedModule
+
+        backend = engine(qg.settings)
+        if backend not in SLOW_DILATED_GROUPED_ENGINES:
+            return
+        for name, facts in qg.nodes("call_module"):
+            module = qg.submodule(facts.module)
+            conv = module[0] if isinstance(module, (nn.Sequential, _FusedModule)) and len(module) else module
+            if not isinstance(conv, nn.modules.conv._ConvNd) or not qg.quantized_by_qconfig(facts.module):
+                continue
+            if conv.groups > 1 and conv.groups == conv.in_channels and conv.out_channels != conv.in_channels:
+                yield qg.diagnostic(
+                    self.code,
+                    f"`{qg.full(facts.module)}` is a depthwise conv with a channel multiplier "
+                    f"({conv.in_channels} -> {conv.out_channels} channels, groups={conv.groups}): the {backend} engine "
+                    "takes its slow grouped path (pytorch/FBGEMM#347); use out_channels == in_channels and a 1x1 conv",
+                    name,
+                )
+
+
+class QuantizedBilinearUpsample(Rule):
+    """## What it does
+    Reports bilinear upsampling (`F.interpolate(..., mode="bilinear")`, `nn.Upsample(mode="bilinear")`,
+    `nn.UpsamplingBilinear2d`) applied to a quantized tensor. Points at the line of the call.
+
+    ## Why is this bad?
+    It runs, but the quantized bilinear kernel is slow compared with nearest-neighbour upsampling
+    (and with float bilinear on many CPUs): segmentation heads often spend more time there than in
+    their convolutions after quantization.
+
+    ## Use instead
+    `mode="nearest"` where the model tolerates it (retrain), or a float island (`DeQuantStub`
+    before, `QuantStub` after); `qlint verify` measures which wins.
+
+    ## Fix safety
+    No automatic fix: nearest changes the numerics, and a float island is a trade-off to measure.
+
+    ## References
+    - [pytorch/pytorch#35475](https://github.com/pytorch/pytorch/issues/35475) (quantized upsample_bilinear2d performance)
+    """
+
+    code = "QL303"
+    name = "quantized-bilinear-upsample"
+    severity = Severity.INFO
+    flows = (Flow.EAGER, Flow.FX)
+    basis = (Basis.GRAPH,)
+    summary = "bilinear upsampling of a quantized tensor is slow"
+    examples = (
+        Invalid(
+            """\
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.conv(self.quant(x))
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.dequant(x)
+""",
+            lines=(15,),
+        ),
+        Valid(
+            """\
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.conv(self.quant(x))
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.dequant(x)
+""",
+        ),
+    )
+
+    def check_graph(self, qg: QGraph) -> Iterator[Diagnostic]:
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        from qlint.model.analysis import Kind
+
+        for name, facts in qg.nodes():
+            if not facts.input_kinds or facts.input_kinds[0] is not Kind.QUANT:
+                continue
+            node = qg.fx_nodes[name]
+            if facts.op == "call_function" and facts.target in (F.interpolate, F.upsample):
+                mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+                what = f"F.{facts.target.__name__}"
+            elif facts.op == "call_module" and facts.module_type and issubclass(facts.module_type, nn.Upsample):
+                mode, what = (
+                    qg.submodule(facts.module).mode,
+                    f"`{qg.full(facts.module)}` ({facts.module_type.__name__})",
+                )
+            else:
+                continue
+            if mode in ("bilinear", "bicubic"):
+                yield qg.diagnostic(
+                    self.code,
+                    f"{what} upsamples a quantized tensor with mode={mode!r}: the int8 kernel is slow; use "
+                    "'nearest' (retrain) or a float island, and measure with `qlint verify`",
+                    name,
+                )

@@ -352,11 +352,12 @@ def _name(facts) -> str:
 
 
 def float_reaches_swapped(qg) -> Iterator[Diagnostic]:
-    """QL101: each swapped module whose first input is float after convert."""
+    """QL101: each swapped module whose first input is float after convert (a DeQuantStub passes a float
+    tensor through: not reported)."""
     from qlint.model.analysis import Kind
 
     for name, facts in qg.nodes():
-        if facts.swapped and facts.module_type.__name__ != "QuantStub":
+        if facts.swapped and facts.module_type.__name__ not in ("QuantStub", "DeQuantStub"):
             first = facts.input_kinds[0] if facts.input_kinds else None
             if first is Kind.FLOAT:
                 what = (

@@ -22,6 +22,7 @@ from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, shared
+from qlint.rules.float_islands import FloatIsland, float_island_fixes
 from qlint.source.edit import attribute_assignments, free_name, methods, parameters
 from qlint.source.idioms import FLOAT_FUNCTIONAL, declare, spelled
 from qlint.source.index import self_attributes
@@ -297,10 +298,12 @@ class UnsupportedOpInQuantizedRegion(Rule):
     FX and PT2E quantization insert these dequantize/quantize pairs themselves.
 
     ## Fix safety
-    No automatic fix yet. By hand, wrap the op in a float island: a `DeQuantStub` before and a
-    new `QuantStub` after it (new attributes in `__init__`). Before `convert` the stubs are the
-    identity; after it the op computes in float as it did before, and only the re-quantization
-    is added.
+    Safe where the op's first argument is its only quantized input and the call is in a class of
+    the file: the fix wraps it in a float island, a `DeQuantStub` before and a new `QuantStub` after
+    it (new attributes in `__init__`). Before `convert` the stubs are the identity, so float outputs
+    do not change; after it the op computes in float as it did before, and only the
+    re-quantization is added. Other sites (several quantized inputs, a module run inside
+    `nn.Sequential`, library code) are left to do by hand.
 
     ## References
     - [pytorch/pytorch#73507](https://github.com/pytorch/pytorch/issues/73507) (`Could not run 'aten::silu.out' with arguments from the 'QuantizedCPU' backend`)
@@ -314,6 +317,10 @@ class UnsupportedOpInQuantizedRegion(Rule):
     flows = (Flow.EAGER,)
     basis = (Basis.GRAPH,)
     summary = "an op with no quantized kernel gets a quantized tensor"
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "safe (a float island: `DeQuantStub` before, `QuantStub` after)"
+    fix_order = 2
+    fix_edits_class = True
     examples = (
         Invalid(
             """\
@@ -336,6 +343,27 @@ class Net(nn.Module):
         return self.dequant(self.conv2(x))
 """,
             lines=(16,),
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dequant_act = DeQuantStub()
+        self.quant_act = QuantStub()
+        self.quant = QuantStub()
+        self.conv1 = nn.Conv2d(3, 8, 3)
+        self.act = nn.SiLU()  # no quantized SiLU
+        self.conv2 = nn.Conv2d(8, 8, 3)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.quant_act(self.act(self.dequant_act(self.conv1(x))))
+        return self.dequant(self.conv2(x))
+""",
         ),
         Valid(
             """\
@@ -366,6 +394,9 @@ class Net(nn.Module):
     def check_graph(self, qg: QGraph) -> Iterator[Diagnostic]:
         return (d for d in shared(qg, quantized_op_findings) if d.code == self.code)
 
+    def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+        return float_island_fixes(ctx, items)
+
 
 def _augmented(text: str) -> str | None:
     """``+=`` for ``out += identity`` (fx records augmented assignment as the plain operator)."""
@@ -375,6 +406,17 @@ def _augmented(text: str) -> str | None:
 
 def _name(facts) -> str:
     return facts.module_type.__name__ if facts.module_type else str(facts.target)
+
+
+def _first_arg_only(qg: QGraph, name: str) -> bool:
+    """The node's first argument is its only quantized input (a float island then needs one DeQuantStub)."""
+    import torch.fx as fx
+
+    from qlint.model.analysis import Kind
+
+    node = qg.fx_nodes[name]
+    quantized = [n for n in node.all_input_nodes if qg.facts(n.name).kind is Kind.QUANT]
+    return bool(node.args) and isinstance(node.args[0], fx.Node) and quantized == [node.args[0]]
 
 
 def quantized_op_findings(qg: QGraph) -> list[Diagnostic]:
@@ -389,13 +431,27 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
     for name, facts in qg.nodes():
         if Kind.QUANT not in facts.input_kinds:
             continue
-        if facts.op == "call_module" and not facts.swapped and facts.quantized_support is False:
+        if facts.quantized_support is None and facts.probe_error and not facts.swapped:
+            what = (
+                f"`{qg.full(facts.module)}` ({_name(facts)})"
+                if facts.op == "call_module"
+                else (_augmented(qg.source_text(name)) or support.describe_target(facts.op, facts.target))
+            )
+            yield qg.diagnostic(
+                "QL105",
+                f"could not tell whether {what} has a quantized kernel: probing it on a quantized tensor failed "
+                f"({facts.probe_error}); not checked",
+                name,
+                severity=Severity.INFO,
+            )
+        elif facts.op == "call_module" and not facts.swapped and facts.quantized_support is False:
             island = "" if qg.quantized_by_qconfig(facts.module) else " (its qconfig is None, so it stays float)"
             yield qg.diagnostic(
                 "QL105",
                 f"`{qg.full(facts.module)}` ({_name(facts)}) has no quantized kernel{island} but receives a quantized "
                 "tensor: wrap it in a float island (DeQuantStub before, QuantStub after)",
                 name,
+                data=FloatIsland(f"`{qg.full(facts.module)}`", _first_arg_only(qg, name)),
             )
         elif facts.op in ("call_function", "call_method") and facts.module is None:
             what = _augmented(qg.source_text(name)) or support.describe_target(facts.op, facts.target)
@@ -413,7 +469,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} has no quantized kernel but receives a quantized tensor: "
                     "dequantize before it and quantize after (a float island)",
                     name,
-                    data=QuantizedOp(what),
+                    data=FloatIsland(what, _first_arg_only(qg, name)),
                 )
             elif facts.quantized_support and facts.target in support.CAT_FUNCTIONS:
                 yield qg.diagnostic(

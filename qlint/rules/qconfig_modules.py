@@ -1,0 +1,301 @@
+"""QL408 / QL409 / QL412: modules the qconfig that reaches them cannot quantize (a per-channel weight
+observer on a transposed conv, a static qconfig on an embedding, a lazy module with no sizes yet).
+
+Which qconfig reaches a module: the one the model sets on it or an ancestor (``self.emb.qconfig = ...``),
+else the one a pipeline sets on the root, taken to be ``get_default_qconfig(engine)`` of the installed
+torch (``--backend`` / ``backend``, else torch's engine on this host).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from qlint.diagnostics import Diagnostic, Severity
+from qlint.rules.base import Basis, Flow, Invalid, Rule, Valid
+from qlint.rules.performance import engine
+
+if TYPE_CHECKING:
+    from qlint.model.analysis import QGraph
+
+
+def reaching_qconfig(qg: QGraph, qualname: str) -> tuple[object, str]:
+    """(qconfig, where it comes from) for a module of ``qg``."""
+    from qlint.model import support
+
+    found, qconfig = support.qconfig_of(qg.root, qualname)
+    if found:
+        return qconfig, "the qconfig the model sets"
+    backend = engine(qg.settings)
+    return support.default_qconfig(backend), f'`get_default_qconfig("{backend}")`'
+
+
+class PerChannelConvTranspose(Rule):
+    """## What it does
+    Reports a `ConvTranspose1d/2d/3d` that a qconfig with a per-channel weight observer reaches:
+    `get_default_qconfig("x86")` and `get_default_qconfig("fbgemm")` are per-channel. The qconfig is
+    the one the model sets on the module or an ancestor, else the engine's default qconfig (the
+    engine is `--backend` / `backend`, else torch's engine on this host). Points at the line that
+    calls the module.
+
+    ## Why is this bad?
+    Eager `prepare` refuses it:
+
+    ```text
+    AssertionError: Per channel weight observer is not supported yet for ConvTranspose{n}d.
+    ```
+
+    ## Use instead
+    Give the transposed conv a per-tensor qconfig (`torch.ao.quantization.default_qconfig`, or
+    `get_default_qconfig("qnnpack")`), keeping the per-channel one for the rest of the model.
+
+    ## Fix safety
+    No automatic fix: which per-tensor observer to use is a choice of the pipeline.
+
+    ## References
+    - [pytorch/pytorch#54816](https://github.com/pytorch/pytorch/issues/54816) (per-channel quantization of ConvTranspose)
+    - [`torch.ao.quantization.default_qconfig`](https://pytorch.org/docs/stable/generated/torch.ao.quantization.qconfig.default_qconfig.html)
+    """
+
+    code = "QL408"
+    name = "per-channel-convtranspose"
+    severity = Severity.ERROR
+    flows = (Flow.EAGER, Flow.FX)
+    basis = (Basis.GRAPH,)
+    summary = "a per-channel weight qconfig reaches a ConvTranspose"
+    examples = (
+        Invalid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Up(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.up = nn.ConvTranspose2d(3, 4, 2, stride=2)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.up(self.quant(x)))
+""",
+            lines=(13,),
+            args=("--backend", "x86"),
+        ),
+        Valid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub, default_qconfig
+
+
+class Up(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.up = nn.ConvTranspose2d(3, 4, 2, stride=2)
+        self.up.qconfig = default_qconfig  # per-tensor weights
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.up(self.quant(x)))
+""",
+            args=("--backend", "x86"),
+        ),
+    )
+
+    def check_graph(self, qg: QGraph) -> Iterator[Diagnostic]:
+        import torch.nn as nn
+
+        from qlint.model import support
+
+        for name, facts in qg.nodes("call_module"):
+            if not (facts.module_type and issubclass(facts.module_type, nn.modules.conv._ConvTransposeNd)):
+                continue
+            qconfig, origin = reaching_qconfig(qg, facts.module)
+            if qconfig is not None and support.is_per_channel(qconfig):
+                yield qg.diagnostic(
+                    self.code,
+                    f"`{qg.full(facts.module)}` ({facts.module_type.__name__}) gets a per-channel weight observer "
+                    f'from {origin}: `prepare` fails ("Per channel weight observer is not supported yet for '
+                    'ConvTranspose{n}d"); give it a per-tensor qconfig (`default_qconfig`)',
+                    name,
+                )
+
+
+class EmbeddingQconfig(Rule):
+    """## What it does
+    Reports an `nn.Embedding` / `nn.EmbeddingBag` that a static qconfig reaches (any qconfig whose
+    weight observer is not the float-qparams one of `float_qparams_weight_only_qconfig`; with no
+    qconfig on the module, the engine's default static qconfig a pipeline sets on the root).
+    Points at the line that calls the embedding.
+
+    ## Why is this bad?
+    `convert` swaps embeddings only for weight-only quantization, and refuses any other qconfig:
+
+    ```text
+    AssertionError: Embedding quantization is only supported with float_qparams_weight_only_qconfig.
+    ```
+
+    Adding a `QuantStub` before the embedding is the wrong remedy: its input is token ids.
+
+    ## Use instead
+    `self.emb.qconfig = float_qparams_weight_only_qconfig` (its output is float: quantize it with a
+    `QuantStub` where the static part of the model starts), or `qconfig = None` to keep it float.
+
+    ## Fix safety
+    No automatic fix yet: set the qconfig on the embedding by hand.
+
+    ## References
+    - [`float_qparams_weight_only_qconfig`](https://pytorch.org/docs/stable/generated/torch.ao.quantization.qconfig.float_qparams_weight_only_qconfig.html)
+    - [pytorch/pytorch#41396](https://github.com/pytorch/pytorch/issues/41396) (quantized embeddings)
+    """
+
+    code = "QL409"
+    name = "embedding-qconfig"
+    severity = Severity.ERROR
+    flows = (Flow.EAGER, Flow.FX)
+    basis = (Basis.GRAPH,)
+    summary = "a static qconfig reaches an nn.Embedding"
+    examples = (
+        Invalid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+        self.quant = QuantStub()
+        self.fc = nn.Linear(16, 4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, ids):
+        x = self.quant(self.emb(ids))
+        return self.dequant(self.fc(x))
+""",
+            lines=(14,),
+        ),
+        Valid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub, float_qparams_weight_only_qconfig
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+        self.emb.qconfig = float_qparams_weight_only_qconfig
+        self.quant = QuantStub()
+        self.fc = nn.Linear(16, 4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, ids):
+        x = self.quant(self.emb(ids))
+        return self.dequant(self.fc(x))
+""",
+        ),
+    )
+
+    def check_graph(self, qg: QGraph) -> Iterator[Diagnostic]:
+        from qlint.model import support
+
+        for name, facts in qg.nodes("call_module"):
+            if not (facts.module_type and issubclass(facts.module_type, support.INDEX_INPUT_TYPES)):
+                continue
+            qconfig, origin = reaching_qconfig(qg, facts.module)
+            if qconfig is not None and not support.is_weight_only(qconfig):
+                yield qg.diagnostic(
+                    self.code,
+                    f"`{qg.full(facts.module)}` ({facts.module_type.__name__}) gets a static qconfig from {origin}: "
+                    '`convert` fails ("Embedding quantization is only supported with '
+                    'float_qparams_weight_only_qconfig"); set '
+                    f"`{facts.module}.qconfig = float_qparams_weight_only_qconfig` (or None to keep it float)",
+                    name,
+                )
+
+
+class LazyModuleAtPrepare(Rule):
+    """## What it does
+    Reports a lazy module (`LazyLinear`, `LazyConv2d`, ...) whose sizes are not known yet when the
+    model is built, inside a model that gets quantized. Points at the line that calls it.
+
+    ## Why is this bad?
+    `prepare` attaches an observer to the lazy module; its first forward pass (calibration) turns it
+    into a plain module of another class, and the observer is lost. `convert` then fails:
+
+    ```text
+    AttributeError: 'Linear' object has no attribute 'activation_post_process'
+    ```
+
+    ## Use instead
+    Give the sizes (`nn.Linear(8, 4)` instead of `nn.LazyLinear(4)`), or run one forward pass on a
+    real input before `prepare`.
+
+    ## Fix safety
+    No automatic fix yet (the sizes come from the input shape: unsafe).
+
+    ## References
+    - [`torch.nn.modules.lazy.LazyModuleMixin`](https://pytorch.org/docs/stable/generated/torch.nn.modules.lazy.LazyModuleMixin.html)
+    """
+
+    code = "QL412"
+    name = "lazy-module-at-prepare"
+    severity = Severity.ERROR
+    flows = (Flow.EAGER, Flow.FX)
+    basis = (Basis.GRAPH,)
+    summary = "an uninitialized lazy module at prepare loses its observer"
+    examples = (
+        Invalid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.fc = nn.LazyLinear(4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.fc(self.quant(x)))
+""",
+            lines=(13,),
+            args=("--input-shape", "1x8"),
+        ),
+        Valid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.fc = nn.Linear(8, 4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.fc(self.quant(x)))
+""",
+            args=("--input-shape", "1x8"),
+        ),
+    )
+
+    def check_graph(self, qg: QGraph) -> Iterator[Diagnostic]:
+        for name, facts in qg.nodes("call_module"):
+            lazy = qg.lazy_modules.get(facts.module)
+            if lazy and qg.quantized_by_qconfig(facts.module):
+                yield qg.diagnostic(
+                    self.code,
+                    f"`{qg.full(facts.module)}` is a {lazy} with no sizes yet: calibration turns it into a plain module "
+                    "and its observer is lost (`convert` fails: \"no attribute 'activation_post_process'\"); give its "
+                    "sizes, or run one forward pass before `prepare`",
+                    name,
+                )

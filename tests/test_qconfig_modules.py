@@ -1,0 +1,80 @@
+"""QL408 / QL409 / QL412 on PyTorch's own test models and a torchvision model, judged by the real eager flow."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.real_flow import load, real_flow
+
+TEST_MODELS = "from torch.testing._internal.common_quantization import {name}\n# qlint: model = {expr}\n"
+
+
+def graph_codes(qlint_json, path, *args) -> list[str]:
+    _, found = qlint_json(path, *args)
+    return sorted(d["code"] for d in found)
+
+
+def test_convtranspose_under_per_channel_qconfig(write, qlint_json):
+    x86 = write(
+        "x86.py", TEST_MODELS.format(name="AnnotatedConvTransposeModel", expr='AnnotatedConvTransposeModel("x86")')
+    )
+    qnnpack = write(
+        "qnnpack.py",
+        TEST_MODELS.format(name="AnnotatedConvTransposeModel", expr='AnnotatedConvTransposeModel("qnnpack")'),
+    )
+    image = lambda: torch.rand(1, 3, 5, 5)  # noqa: E731
+    assert "QL408" in graph_codes(qlint_json, x86)
+    assert real_flow(load(x86, 'AnnotatedConvTransposeModel("x86")'), image).startswith(
+        "prepare: AssertionError: Per channel weight observer is not supported yet for ConvTranspose"
+    )
+    assert "QL408" not in graph_codes(qlint_json, qnnpack)
+    assert real_flow(load(qnnpack, 'AnnotatedConvTransposeModel("qnnpack")'), image) is None
+
+
+def test_embedding_under_static_qconfig(write, qlint_json):
+    static = write("emb.py", TEST_MODELS.format(name="EmbeddingModule", expr="EmbeddingModule()"))
+    ids = lambda: torch.randint(0, 10, (2, 5))  # noqa: E731
+    assert graph_codes(qlint_json, static) == ["QL409"]
+    assert real_flow(load(static, "EmbeddingModule()"), ids).startswith(
+        "convert: AssertionError: Embedding quantization is only supported with float_qparams_weight_only_qconfig"
+    )
+
+
+def test_embedding_with_weight_only_qconfig_is_clean(write, qlint_json):
+    path = write(
+        "emb.py",
+        """
+        import torch.nn as nn
+        from torch.ao.quantization import float_qparams_weight_only_qconfig
+        from torch.testing._internal.common_quantization import EmbeddingModule
+
+
+        def build_model() -> nn.Module:
+            model = EmbeddingModule()
+            model.emb.qconfig = float_qparams_weight_only_qconfig
+            return model
+        """,
+    )
+    assert "QL409" not in graph_codes(qlint_json, path)
+    assert real_flow(load(path, "build_model()"), lambda: torch.randint(0, 10, (2, 5))) is None
+
+
+def test_lazy_head_on_a_torchvision_backbone(write, qlint_json):
+    path = write(
+        "lazy.py",
+        """
+        import torch.nn as nn
+        from torchvision.models.quantization import mobilenet_v2
+
+
+        def build_model() -> nn.Module:
+            model = mobilenet_v2(weights=None)
+            model.classifier = nn.Sequential(nn.Dropout(0.2), nn.LazyLinear(10))
+            return model
+        """,
+    )
+    found = graph_codes(qlint_json, path, "--input-shape", "1x3x64x64")
+    assert found.count("QL412") == 1
+    image = lambda: torch.rand(1, 3, 64, 64)  # noqa: E731
+    verdict = real_flow(load(path, "build_model()"), image)
+    assert verdict.startswith("convert: AttributeError: 'Linear' object has no attribute 'activation_post_process'")
