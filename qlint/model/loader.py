@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
-from qlint.config import Settings
+from qlint.config import Settings, config_relative
 from qlint.diagnostics import Diagnostic, Related, Span
 from qlint.model import frames as fr
 from qlint.source.file import SourceFile
@@ -217,7 +217,7 @@ def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[M
                     Diagnostic(
                         "QL001",
                         f"cannot build `{name}`: its constructor needs {', '.join(f'`{m}`' for m in missing)}; "
-                        + HOW_TO.format(expr=expr, path=os.path.basename(path)),
+                        + HOW_TO.format(expr=expr, path=config_relative(path)),
                         Span(
                             path,
                             node.lineno,
@@ -279,7 +279,7 @@ def _build_failure(spec: ModelSpec, exc: BaseException) -> Diagnostic:
     return Diagnostic(
         "QL001",
         f"building `{spec.name}` raised {describe(exc)}; "
-        + HOW_TO.format(expr=expr if "(" in expr else f"{expr}(...)", path=os.path.basename(spec.path)),
+        + HOW_TO.format(expr=expr if "(" in expr else f"{expr}(...)", path=config_relative(spec.path)),
         spec.span,
         related=related,
         model=spec.name,
