@@ -102,3 +102,14 @@ def test_api_takes_a_string_select_as_one_code_and_restores_sys_path(write, tmp_
     check_paths(str(tmp_path / "pkg" / "net.py"), select="QL0")
     assert sys.path == before
     assert not [m for m in sys.modules.values() if str(tmp_path) in (getattr(m, "__file__", None) or "")]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--fix"], ["--quiet"], ["--statistics"], ["--show-fixes"], ["--fail-on", "error"], ["--exit-zero"]],
+)
+def test_stdout_never_says_all_checks_passed_when_the_exit_code_is_2(write, qlint, tmp_path, options):
+    write("clean.py", "x = 1\n")
+    code, out, err = qlint("check", "clean.py", "missing.py", "--no-graph", *options, cwd=tmp_path)
+    assert code == 2 and "missing.py" in err
+    assert "All checks passed!" not in out
