@@ -18,6 +18,7 @@ from types import ModuleType
 from qlint.config import Settings, config_relative
 from qlint.diagnostics import Diagnostic, Related, Span
 from qlint.model import frames as fr
+from qlint.model.peers import used_by_peers
 from qlint.source.file import SourceFile
 
 FACTORY_NAMES = ("build", "build_model", "create_model", "get_model", "make_model")
@@ -111,9 +112,12 @@ def import_user_file(path: str) -> ModuleType:
 
 
 def find_models(
-    path: str, settings: Settings, source: SourceFile | None = None
+    path: str, settings: Settings, source: SourceFile | None = None, checked: tuple[str, ...] = ()
 ) -> tuple[list[ModelSpec], list[Diagnostic], ModuleType | None]:
-    """The models of ``path``: pragmas, config, ``--model``; otherwise classes and factories."""
+    """The models of ``path``: pragmas, config, ``--model``; otherwise classes and factories.
+
+    Classes that another file of the run (``checked``) imports are left to the models of that file.
+    """
     source = source or SourceFile.read(path)
     try:
         module = import_user_file(path)
@@ -125,7 +129,7 @@ def find_models(
         explicit.append(_expr_spec(expr, module, path, _definition_line(source, expr), 1))
     if explicit:
         return explicit, [], module
-    specs, diagnostics = _discover(module, source, path)
+    specs, diagnostics = _discover(module, source, path, used_by_peers(path, checked, FACTORY_NAMES))
     return specs, diagnostics, module
 
 
@@ -181,7 +185,9 @@ def _is_factory(obj: object, name: str, module: ModuleType) -> bool:
     )
 
 
-def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[ModelSpec], list[Diagnostic]]:
+def _discover(
+    module: ModuleType, source: SourceFile, path: str, used_elsewhere: frozenset[str] = frozenset()
+) -> tuple[list[ModelSpec], list[Diagnostic]]:
     import torch.nn as nn
 
     tree = ast.parse(source.text)
@@ -205,8 +211,8 @@ def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[M
     diagnostics: list[Diagnostic] = []
     for name, obj in vars(module).items():
         if inspect.isclass(obj) and issubclass(obj, nn.Module) and name in classes:
-            if obj.__module__ != module.__name__:
-                continue
+            if obj.__module__ != module.__name__ or name in used_elsewhere:
+                continue  # a class another checked file uses is checked through that file's models
             node = classes[name]
             missing = _needs_arguments(obj)
             if not missing:
@@ -287,10 +293,14 @@ def _build_failure(spec: ModelSpec, exc: BaseException) -> Diagnostic:
 
 
 def build_roots(
-    path: str, settings: Settings, source: SourceFile | None = None, device: str = "meta"
+    path: str,
+    settings: Settings,
+    source: SourceFile | None = None,
+    device: str = "meta",
+    checked: tuple[str, ...] = (),
 ) -> tuple[list[tuple[ModelSpec, object]], list[Diagnostic]]:
     """Find, build and keep the root models of ``path``; QL001 diagnostics for what could not be built."""
-    specs, found, _ = find_models(path, settings, source)
+    specs, found, _ = find_models(path, settings, source, checked)
     built = []
     for spec in specs:
         try:
