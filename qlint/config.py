@@ -183,7 +183,9 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
     base = Path(config_dir or ".")
     models = str_list("models")
     for item in models:
-        file_part = item.partition(":")[0]
+        file_part, _, expr = item.partition(":")
+        if not expr.strip():
+            raise ConfigError(f"{source}: [tool.qlint] models entry {item!r} must be 'path.py:EXPR' ('net.py:Net(3)')")
         if not (base / file_part).is_file():
             raise ConfigError(
                 f"{source}: [tool.qlint] models entry {item!r} names no file "

@@ -79,6 +79,9 @@ def test_a_models_entry_naming_no_file_is_an_error(write, qlint, tmp_path):
     code, out, err = qlint("check", "net.py", cwd=tmp_path)
     assert code == 2 and "All checks passed!" not in out
     assert "'nett.py:Net(4)' names no file" in err and "pyproject.toml" in err
+    write("pyproject.toml", '[tool.qlint]\nmodels = ["net.py"]\n')
+    code, out, err = qlint("check", "net.py", cwd=tmp_path)
+    assert code == 2 and "must be 'path.py:EXPR'" in err
 
 
 def test_ql001_hint_gives_the_path_relative_to_the_config_folder(write, qlint, tmp_path):
