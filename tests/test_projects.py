@@ -1,4 +1,7 @@
-"""Issue 10, item 5/defect 10: checking a package folder gives what checking its files one by one gives."""
+"""Issue 10, item 5/defect 10: checking a package folder gives what checking its files one by one gives.
+
+The package is not called ``mynet``: until files are checked in their own process, a package name
+stays in ``sys.modules`` for the rest of the test session (tests/test_safe_writes.py uses ``mynet``)."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ class Net(nn.Module):
 """
 
 TEST_FILE = """
-from mynet.blocks import Block
+from blocknet.blocks import Block
 
 
 def test_block():
@@ -46,7 +49,7 @@ def test_block():
 def _found(diagnostics: list[dict]) -> list[tuple]:
     return sorted(
         (
-            d["filename"].rsplit("mynet/", 1)[-1],
+            d["filename"].rsplit("blocknet/", 1)[-1],
             d["code"],
             d["location"]["row"],
             d["location"]["column"],
@@ -57,10 +60,10 @@ def _found(diagnostics: list[dict]) -> list[tuple]:
 
 
 def test_a_package_folder_gives_the_findings_of_its_files_checked_one_by_one(write, qlint_json, tmp_path):
-    write("mynet/__init__.py", "")
-    write("mynet/blocks.py", BLOCKS)
-    write("mynet/model.py", MODEL)
-    _, model_alone = qlint_json("mynet/model.py", cwd=tmp_path)
+    write("blocknet/__init__.py", "")
+    write("blocknet/blocks.py", BLOCKS)
+    write("blocknet/model.py", MODEL)
+    _, model_alone = qlint_json("blocknet/model.py", cwd=tmp_path)
     assert ("model.py", "QL201", 11, 19, True) in _found(model_alone)  # the block's chain, fixable, in the model
     _, folder = qlint_json(".", cwd=tmp_path)
     assert _found(folder) == _found(model_alone)  # the block class is checked through Net: no QL001 of its own
@@ -68,8 +71,8 @@ def test_a_package_folder_gives_the_findings_of_its_files_checked_one_by_one(wri
 
 
 def test_a_block_only_imported_by_a_test_file_is_still_reported_in_its_own_file(write, qlint_json, tmp_path):
-    write("mynet/__init__.py", "")
-    write("mynet/blocks.py", BLOCKS)
-    write("mynet/test_blocks.py", TEST_FILE)
+    write("blocknet/__init__.py", "")
+    write("blocknet/blocks.py", BLOCKS)
+    write("blocknet/test_blocks.py", TEST_FILE)
     _, folder = qlint_json(".", cwd=tmp_path)
     assert [(d["code"], d["location"]["row"]) for d in folder] == [("QL001", 4)]
