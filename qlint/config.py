@@ -15,7 +15,19 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 
-KNOWN_KEYS = ("select", "ignore", "per-file-ignores", "backend", "models", "input-shape")
+KNOWN_KEYS = (
+    "select",
+    "extend-select",
+    "ignore",
+    "extend-ignore",
+    "per-file-ignores",
+    "backend",
+    "models",
+    "input-shape",
+    "timeout",
+    "cache-dir",
+)
+DEFAULT_TIMEOUT = 120.0  # seconds a file's import, build and trace may take before it is QL001
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
 
 
@@ -26,7 +38,9 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     select: tuple[str, ...] | None = None
+    extend_select: tuple[str, ...] = ()  # added to ``select`` (with no ``select``: every rule is on already)
     ignore: tuple[str, ...] = ()
+    extend_ignore: tuple[str, ...] = ()
     per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
     backend: str | None = None
     models: tuple[str, ...] = ()
@@ -34,7 +48,12 @@ class Settings:
     input_shape: tuple[int, ...] | None = None
     input_shape_from_cli: bool = False  # --input-shape beats a file's `# qlint: input-shape` pragma
     no_graph: bool = False
-    config_dir: str | None = None
+    timeout: float = DEFAULT_TIMEOUT  # per file (``--timeout``, ``timeout``): then QL001 and the run goes on
+    no_cache: bool = False  # ``--no-cache``: neither read nor write the result cache
+    cache_dir: str | None = None  # ``cache-dir``, resolved against the pyproject.toml holding it
+    jobs: int | None = None  # ``--jobs N``: files checked in parallel (None: the cores)
+    config_dir: str | None = None  # the folder of the file holding [tool.qlint]: config paths are relative to it
+    config_file: str | None = None  # that file (pyproject.toml, or ``--config PATH``)
 
     @classmethod
     def default(cls) -> Settings:
@@ -45,12 +64,25 @@ class Settings:
 
         The codes they enable are the rules' business (``qlint.rules.registry.select_codes``).
         """
-        ignore = list(self.ignore)
+        select = None if self.select is None else (*self.select, *self.extend_select)
+        ignore = [*self.ignore, *self.extend_ignore]
         rel = _relative(path, self.config_dir)
         for pattern, codes in self.per_file_ignores.items():
             if fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(Path(rel).name, pattern):
                 ignore.extend(codes)
-        return self.select, tuple(ignore)
+        return select, tuple(ignore)
+
+    def selectors(self) -> dict[str, tuple[str, ...]]:
+        """Every rule selector of these settings, by the key that holds it (for validation)."""
+        out = {
+            "select": self.select or (),
+            "extend-select": self.extend_select,
+            "ignore": self.ignore,
+            "extend-ignore": self.extend_ignore,
+        }
+        for pattern, codes in self.per_file_ignores.items():
+            out[f"per-file-ignores {pattern!r}"] = codes
+        return out
 
     def models_for(self, path: str) -> tuple[str, ...]:
         """Model expressions configured for ``path`` (``models = ["file.py:EXPR"]``)."""
@@ -142,29 +174,82 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
     shape = table.get("input-shape")
     if shape is not None and not isinstance(shape, (str, list)):
         raise ConfigError(f"{source}: [tool.qlint] input-shape must be a string like '1x3x224x224'")
+    timeout = table.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError(f"{source}: [tool.qlint] timeout must be a number of seconds > 0")
+    cache_dir = table.get("cache-dir")
+    if cache_dir is not None and not isinstance(cache_dir, str):
+        raise ConfigError(f"{source}: [tool.qlint] cache-dir must be a path")
+    base = Path(config_dir or ".")
+    models = str_list("models")
+    for item in models:
+        file_part, _, expr = item.partition(":")
+        if not expr.strip():
+            raise ConfigError(f"{source}: [tool.qlint] models entry {item!r} must be 'path.py:EXPR' ('net.py:Net(3)')")
+        if not (base / file_part).is_file():
+            raise ConfigError(
+                f"{source}: [tool.qlint] models entry {item!r} names no file "
+                f"({file_part!r} is resolved against {base.as_posix()}/)"
+            )
     return Settings(
         select=str_list("select") if "select" in table else None,
+        extend_select=str_list("extend-select"),
         ignore=str_list("ignore"),
+        extend_ignore=str_list("extend-ignore"),
         per_file_ignores={k: tuple(v) for k, v in pfi.items()},
         backend=check_backend(backend) if backend is not None else None,
-        models=str_list("models"),
+        models=models,
         input_shape=(
             parse_shape(shape if isinstance(shape, str) else "x".join(map(str, shape))) if shape is not None else None
         ),
+        timeout=float(timeout),
+        cache_dir=str(base / cache_dir) if cache_dir is not None else None,
         config_dir=config_dir,
+        config_file=source,
     )
 
 
+# command-line overrides that extend the configured value instead of replacing it
+_EXTENDING = ("extend_select", "extend_ignore")
+
+
 def load_settings(path: str | Path, cli_overrides: dict | None = None) -> Settings:
-    """Settings for ``path``: its nearest ``[tool.qlint]``, then non-None CLI overrides."""
-    pyproject = find_pyproject(Path(path).resolve())
-    if pyproject is None:
-        settings = Settings()
-    else:
-        table = _read_toml(str(pyproject))["tool"]["qlint"]
-        settings = settings_from_table(table, str(pyproject), str(pyproject.parent))
+    """Settings for ``path``: its nearest ``[tool.qlint]`` (or the file of the ``config`` override,
+    like ``--config PATH``), then the non-None command-line overrides, which win over the config.
+    """
     overrides = {k: v for k, v in (cli_overrides or {}).items() if v is not None}
+    config = overrides.pop("config", None)
+    if config is not None:
+        settings = settings_from_file(Path(config))
+    else:
+        pyproject = find_pyproject(Path(path).resolve())
+        if pyproject is None:
+            settings = Settings()
+        else:
+            table = _read_toml(str(pyproject))["tool"]["qlint"]
+            settings = settings_from_table(table, str(pyproject), str(pyproject.parent))
+    for key in _EXTENDING:
+        if key in overrides:
+            overrides[key] = (*getattr(settings, key), *overrides[key])
     return replace(settings, **overrides) if overrides else settings
+
+
+def settings_from_file(config: Path) -> Settings:
+    """``--config PATH``: a pyproject.toml's ``[tool.qlint]``, or a toml file holding the table itself."""
+    if not config.is_file():
+        raise ConfigError(f"{config}: --config names no file")
+    data = _read_toml(str(config.resolve()))
+    table = data["tool"]["qlint"] if "qlint" in data.get("tool", {}) else data
+    if config.name == "pyproject.toml" and table is data:
+        raise ConfigError(f"{config}: no [tool.qlint] table")
+    return settings_from_table(table, str(config), str(config.resolve().parent))
+
+
+def config_relative(path: str) -> str:
+    """``path`` as a ``models = [...]`` entry of the configuration that applies to it: relative to the
+    folder of its pyproject.toml with [tool.qlint], or, without one, to the current folder."""
+    pyproject = find_pyproject(Path(path).resolve())
+    return _relative(path, str(pyproject.parent) if pyproject else None)
 
 
 def _relative(path: str, base: str | None) -> str:

@@ -82,8 +82,6 @@ def test_qlint_rules_rows_are_the_definitions(qlint):
     code, out, _ = qlint("rules", "--format", "json")
     assert code == 0
     rows = [(r["code"], r["name"], r["severity"], r["fix"], r["summary"]) for r in json.loads(out)]
-    assert rows == [
-        (r.code, r.name, r.severity.value, r.fix_availability.value, r.summary) for r in RULES.values()
-    ]
+    assert rows == [(r.code, r.name, r.severity.value, r.fix_availability.value, r.summary) for r in RULES.values()]
     code, out, _ = qlint("rule", "QL201")
     assert out.strip() == page(RULES["QL201"]).strip()

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
+from qlint.cli.options import UsageError, add_fail_on, output_stream
 from qlint.config import BACKENDS, ConfigError, check_backend, parse_shape
 from qlint.version import __version__
 
-_SELECTOR = re.compile(r"^(ALL|QL\d{0,3})$")
-
-
-class UsageError(Exception):
-    """Bad arguments: exit 2 with this one-line reason."""
-
 
 def _codes(text: str) -> tuple[str, ...]:
-    codes = tuple(c.strip().upper() for c in text.split(",") if c.strip())
-    for code in codes:
-        if not _SELECTOR.match(code):
-            raise argparse.ArgumentTypeError(f"invalid rule selector {code!r} (expected e.g. QL101, QL2, ALL)")
-    return codes
+    """``QL101, ql2`` -> ``("QL101", "QL2")``; codes that name no rule are refused after parsing (all named)."""
+    return tuple(c.strip().upper() for c in text.split(",") if c.strip())
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -31,6 +23,22 @@ def _shape(text: str) -> tuple[int, ...]:
         return parse_shape(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: expected a number of seconds > 0")
+    return value
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"invalid job count {text!r}: expected an integer >= 1")
+    return int(text)
 
 
 def _backend(text: str) -> str:
@@ -49,21 +57,40 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="*", default=["."], help="files or folders (default: .)")
     check.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
     check.add_argument("--select", type=_codes, help="comma-separated rule codes or prefixes to enable")
+    check.add_argument("--extend-select", type=_codes, metavar="CODES", help="enable these too (added to select)")
     check.add_argument("--ignore", type=_codes, help="comma-separated rule codes or prefixes to disable")
+    check.add_argument("--extend-ignore", type=_codes, metavar="CODES", help="disable these too (added to ignore)")
+    check.add_argument("--config", metavar="PATH", help="use this pyproject.toml (or toml file) instead of the nearest")
     check.add_argument("--backend", type=_backend, help=f"quantized engine ({', '.join(BACKENDS)})")
     check.add_argument(
         "--model",
         action="append",
         dest="model_exprs",
         metavar="EXPR",
-        help="how to build the model of a single file, e.g. 'Net(num_classes=10)'",
+        help="how to build the model of a single file, e.g. 'Net(num_classes=10)' (replaces configured models)",
     )
     check.add_argument("--input-shape", type=_shape, metavar="SHAPE", help="e.g. 1x3x224x224")
     check.add_argument("--no-graph", action="store_true", help="source rules only: never import or run the file")
+    check.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="per-file limit on importing and tracing (default 120)"
+    )
+    check.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
+    check.add_argument("--jobs", "-j", type=_jobs, metavar="N", help="files checked in parallel (default: the cores)")
+    check.add_argument(
+        "--no-respect-gitignore",
+        dest="respect_gitignore",
+        action="store_false",
+        help="also check the files .gitignore excludes in the folders given",
+    )
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
+    add_fail_on(check, "exit 1 only for findings at least this severe (default: any finding)")
     check.add_argument("--fix", action="store_true", help="apply safe fixes")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes (with --fix)")
     check.add_argument("--diff", action="store_true", help="print the fixes as a diff, write nothing")
+    check.add_argument("--show-fixes", action="store_true", help="list the fixes on offer (with --fix: those applied)")
+    check.add_argument("--statistics", action="store_true", help="print the number of findings of each code instead")
+    check.add_argument("--output-file", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    check.add_argument("--quiet", "-q", action="store_true", help="print the findings only: no summary, no progress")
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
     emit = sub.add_parser("emit", help="write a quantizable copy of a library model that a file builds")
@@ -131,45 +158,113 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from qlint import report
-    from qlint.engine import check_files, collect_files
+    from qlint.engine import collect_files
 
-    files, errors = collect_files(args.paths)
+    files, errors = collect_files(args.paths, respect_gitignore=args.respect_gitignore)
     if args.model_exprs and len(files) != 1:
         raise UsageError('--model applies to a single file; use [tool.qlint] models = ["path.py:EXPR"] for several')
-    overrides = {
-        "select": args.select,
-        "ignore": args.ignore,
-        "backend": args.backend,
-        "model_exprs": tuple(args.model_exprs) if args.model_exprs else None,
-        "input_shape": args.input_shape,
-        "input_shape_from_cli": True if args.input_shape else None,
-        "no_graph": True if args.no_graph else None,
-    }
+    overrides = _overrides(args)
+    _validate(args, files)
     if args.fix or args.diff:
         from qlint.cli.fix import run_fix
 
         return run_fix(args, files, errors, overrides)
-    from qlint.fix.attach import attach_fixes  # show what is fixable
+    with output_stream(args.output_file) as out:
+        return _report(args, files, errors, overrides, out)
 
-    results = check_files(files, overrides, stage=attach_fixes)
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Settings fields the command line sets; they win over [tool.qlint] (None: not given)."""
+    return {
+        "config": args.config,
+        "select": args.select,
+        "extend_select": args.extend_select,
+        "ignore": args.ignore,
+        "extend_ignore": args.extend_ignore,
+        "backend": args.backend,
+        "model_exprs": tuple(args.model_exprs) if args.model_exprs else None,
+        "models": () if args.model_exprs else None,  # --model replaces the configured models of the file
+        "input_shape": args.input_shape,
+        "input_shape_from_cli": True if args.input_shape else None,
+        "no_graph": True if args.no_graph else None,
+        "timeout": args.timeout,
+        "no_cache": True if args.no_cache else None,
+        "jobs": args.jobs,
+    }
+
+
+def _validate(args: argparse.Namespace, files: list[str]) -> None:
+    """Unknown rule codes on the command line or in a configuration are an error (exit 2) naming them."""
+    from qlint.cli.options import check_selectors, check_settings
+    from qlint.config import clear_cache, load_settings
+
+    for option in ("select", "extend_select", "ignore", "extend_ignore"):
+        check_selectors(getattr(args, option) or (), "--" + option.replace("_", "-"))
+    clear_cache()
+    seen = set()
+    for path in files or ["."]:
+        settings = load_settings(path, {"config": args.config})
+        if settings.config_file not in seen:
+            seen.add(settings.config_file)
+            check_settings(settings)
+
+
+def _report(args: argparse.Namespace, files: list[str], errors: list[str], overrides: dict, out: TextIO) -> int:
+    from qlint import report
+    from qlint.cli.options import failing
+    from qlint.engine import check_files
+    from qlint.fix.attach import attach_fixes  # show what is fixable
+    from qlint.report.progress import Progress
+
+    progress = Progress(len(files), enabled=False if args.quiet else None)
+
+    def stage(diagnostics, source, settings, checked, models):
+        diagnostics = attach_fixes(diagnostics, source, settings, checked, models)
+        progress.advance(source.path)
+        return diagnostics
+
+    try:
+        results = check_files(files, overrides, stage=stage)
+    finally:
+        progress.close()
     diagnostics = [d for r in results for d in r.diagnostics]
     errors += [r.error for r in results if r.error]
     for error in errors:
         print(f"qlint: error: {error}", file=sys.stderr)
-    report.render(
-        diagnostics,
-        args.format,
-        sources={r.path: r.source.text for r in results if r.source is not None},
-        color=report.use_color(args.color),
-        out=sys.stdout,
-        files_checked=len(files),
-        tool_version=__version__,
-        errors=len(errors),
-    )
+    if args.statistics:
+        from qlint.report.statistics import render_statistics
+
+        render_statistics(diagnostics, "json" if args.format == "json" else "text", out)
+    elif args.quiet and args.format == "text":
+        report.render_text(diagnostics, _sources(results), color=_color(args, out), out=out)
+    else:
+        report.render(
+            diagnostics,
+            args.format,
+            sources=_sources(results),
+            color=_color(args, out),
+            out=out,
+            files_checked=len(files),
+            tool_version=__version__,
+            errors=len(errors),
+        )
+    if args.show_fixes and args.format == "text" and not args.statistics:
+        from qlint.report.statistics import render_fixes
+
+        render_fixes(diagnostics, out)
     if errors:
         return 2
-    return 1 if diagnostics and not args.exit_zero else 0
+    return 1 if failing(diagnostics, args.fail_on) and not args.exit_zero else 0
+
+
+def _sources(results: list) -> dict[str, str]:
+    return {r.path: r.source.text for r in results if r.source is not None}
+
+
+def _color(args: argparse.Namespace, out: TextIO) -> bool:
+    from qlint import report
+
+    return report.use_color(args.color) if out is sys.stdout else args.color == "always"
 
 
 def _rule(code: str) -> int:

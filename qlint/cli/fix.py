@@ -38,6 +38,7 @@ def _run_fix(args: argparse.Namespace, files: list[str], errors: list[str], over
     sources: dict[str, str] = {}
     fixed = 0
     diffs = 0
+    fixed_by_file: list[tuple[str, int]] = []
     for path in files:
         outcome, error = _fix_one(path, overrides, bool(args.unsafe_fixes), tuple(files))
         if error is not None:
@@ -72,27 +73,43 @@ def _run_fix(args: argparse.Namespace, files: list[str], errors: list[str], over
         sources[path] = outcome.text
         remaining.extend(outcome.remaining)
         fixed += outcome.fixed
+        fixed_by_file.append((path, outcome.fixed))
     for error in errors:
         print(f"qlint: error: {error}", file=sys.stderr)
     if args.diff:
         problems = f"{fixed} problem{'s' if fixed != 1 else ''}"
         print(f"Would fix {problems} in {diffs} file{'s' if diffs != 1 else ''}.", file=sys.stderr)
         return 2 if errors else (1 if diffs else 0)
-    report.render(
-        remaining,
-        args.format,
-        sources=sources,
-        color=use_color(args.color),
-        out=sys.stdout,
-        files_checked=len(files),
-        tool_version=__version__,
-        errors=len(errors),
-    )
-    summary = f"Fixed {fixed} problem{'s' if fixed != 1 else ''} ({len(remaining)} remaining)."
-    print(summary, file=sys.stdout if args.format == "text" else sys.stderr)
+    from qlint.cli.options import failing, output_stream
+
+    with output_stream(getattr(args, "output_file", None)) as out:
+        if getattr(args, "statistics", False):
+            from qlint.report.statistics import render_statistics
+
+            render_statistics(remaining, "json" if args.format == "json" else "text", out)
+        elif getattr(args, "quiet", False) and args.format == "text":
+            report.render_text(remaining, sources, color=use_color(args.color) and out is sys.stdout, out=out)
+        else:
+            report.render(
+                remaining,
+                args.format,
+                sources=sources,
+                color=use_color(args.color) and out is sys.stdout,
+                out=out,
+                files_checked=len(files),
+                tool_version=__version__,
+                errors=len(errors),
+            )
+        if getattr(args, "show_fixes", False):
+            from qlint.report.statistics import render_fixed
+
+            render_fixed(fixed_by_file, out if args.format == "text" else sys.stderr)
+        if not getattr(args, "quiet", False):
+            summary = f"Fixed {fixed} problem{'s' if fixed != 1 else ''} ({len(remaining)} remaining)."
+            print(summary, file=out if args.format == "text" else sys.stderr)
     if errors:
         return 2
-    return 1 if remaining and not args.exit_zero else 0
+    return 1 if failing(remaining, getattr(args, "fail_on", None)) and not args.exit_zero else 0
 
 
 def _fix_one(

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from qlint.cli.options import add_fail_on
 from qlint.config import BACKENDS
 from qlint.model.loader import first_line
 
@@ -45,9 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="measure other engines and float islands: when int8 is slow (auto), always, never",
     )
-    p.add_argument("--fail-on", choices=("error", "warning", "info"),
-                   help="exit 1 on any finding at least this severe (default: conversion failed, SQNR below "
-                   "the bar, int8 measurably slower than float)")  # fmt: skip
+    add_fail_on(
+        p,
+        "exit 1 on any finding at least this severe (default: conversion failed, SQNR below "
+        "the bar, int8 measurably slower than float)",
+    )
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report (pip install qlint[report])")
 
 

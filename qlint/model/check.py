@@ -34,8 +34,11 @@ def load_models(
     source: SourceFile, settings: Settings, checked: tuple[str, ...]
 ) -> tuple[list[CheckedModel], list[Diagnostic]]:
     """Build and analyse the file's root models once; QL001/QL002 for what could not be."""
-    roots, found = loader.build_roots(source.path, settings, source)
-    models = [CheckedModel(spec, model, analyses(spec, model, settings, checked, found)) for spec, model in roots]
+    roots, found = loader.build_roots(source.path, settings, source, checked=checked)
+    # findings are located in this file, whatever else the run checks: checking a folder gives the same
+    # lines (and fixes) as checking its files one by one
+    own = (source.path,)
+    models = [CheckedModel(spec, model, analyses(spec, model, settings, own, found)) for spec, model in roots]
     if _uses_fx_flow(source):
         found += [_fx_untraceable(d) for d in found if d.code == "QL002"]
     return models, found

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
-from qlint.config import Settings
+from qlint.config import Settings, config_relative
 from qlint.diagnostics import Diagnostic, Related, Span
 from qlint.model import frames as fr
+from qlint.model.peers import used_by_peers
 from qlint.source.file import SourceFile
 
 FACTORY_NAMES = ("build", "build_model", "create_model", "get_model", "make_model")
@@ -116,9 +117,12 @@ def import_user_file(path: str) -> ModuleType:
 
 
 def find_models(
-    path: str, settings: Settings, source: SourceFile | None = None
+    path: str, settings: Settings, source: SourceFile | None = None, checked: tuple[str, ...] = ()
 ) -> tuple[list[ModelSpec], list[Diagnostic], ModuleType | None]:
-    """The models of ``path``: pragmas, config, ``--model``; otherwise classes and factories."""
+    """The models of ``path``: pragmas, config, ``--model``; otherwise classes and factories.
+
+    Classes that another file of the run (``checked``) imports are left to the models of that file.
+    """
     source = source or SourceFile.read(path)
     try:
         module = import_user_file(path)
@@ -130,7 +134,7 @@ def find_models(
         explicit.append(_expr_spec(expr, module, path, _definition_line(source, expr), 1))
     if explicit:
         return explicit, [], module
-    specs, diagnostics = _discover(module, source, path)
+    specs, diagnostics = _discover(module, source, path, used_by_peers(path, checked, FACTORY_NAMES))
     return specs, diagnostics, module
 
 
@@ -205,21 +209,26 @@ class Skipped:
         expr = f"{self.name}({', '.join(f'{m}=...' for m in self.missing)})"
         return Diagnostic(
             "QL001",
-            f"cannot build `{self.name}`: {self.reason}{why}; " + HOW_TO.format(expr=expr, path=os.path.basename(path)),
+            f"cannot build `{self.name}`: {self.reason}{why}; " + HOW_TO.format(expr=expr, path=config_relative(path)),
             self.span,
             model=self.name,
         )
 
 
-def _discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[ModelSpec], list[Diagnostic]]:
-    specs, skipped = discover(module, source, path)
+def _discover(
+    module: ModuleType, source: SourceFile, path: str, used_elsewhere: frozenset[str] = frozenset()
+) -> tuple[list[ModelSpec], list[Diagnostic]]:
+    specs, skipped = discover(module, source, path, used_elsewhere)
     return specs, [s.diagnostic(path) for s in skipped if not s.used_by]
 
 
-def discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[ModelSpec], list[Skipped]]:
+def discover(
+    module: ModuleType, source: SourceFile, path: str, used_elsewhere: frozenset[str] = frozenset()
+) -> tuple[list[ModelSpec], list[Skipped]]:
     """The classes and factories of the file that build a model with no arguments, and every model
     class it skipped (its constructor needs arguments) with the classes and factories that name it:
-    those are checked through them when they build one (``build_roots`` reports it otherwise)."""
+    those are checked through them when they build one (``build_roots`` reports it otherwise).
+    Classes another checked file uses (``used_elsewhere``) are left to that file's models."""
     import torch.nn as nn
 
     tree = ast.parse(source.text)
@@ -238,8 +247,8 @@ def discover(module: ModuleType, source: SourceFile, path: str) -> tuple[list[Mo
     skipped: list[Skipped] = []
     for name, obj in vars(module).items():
         if inspect.isclass(obj) and issubclass(obj, nn.Module) and name in classes:
-            if obj.__module__ != module.__name__:
-                continue
+            if obj.__module__ != module.__name__ or name in used_elsewhere:
+                continue  # a class another checked file uses is checked through that file's models
             node = classes[name]
             missing = _needs_arguments(obj)
             if not missing:
@@ -298,7 +307,7 @@ def _build_failure(spec: ModelSpec, exc: BaseException) -> Diagnostic:
     return Diagnostic(
         "QL001",
         f"building `{spec.name}` raised {describe(exc)}; "
-        + HOW_TO.format(expr=expr if "(" in expr else f"{expr}(...)", path=os.path.basename(spec.path)),
+        + HOW_TO.format(expr=expr if "(" in expr else f"{expr}(...)", path=config_relative(spec.path)),
         spec.span,
         related=related,
         model=spec.name,
@@ -306,10 +315,14 @@ def _build_failure(spec: ModelSpec, exc: BaseException) -> Diagnostic:
 
 
 def build_roots(
-    path: str, settings: Settings, source: SourceFile | None = None, device: str = "meta"
+    path: str,
+    settings: Settings,
+    source: SourceFile | None = None,
+    device: str = "meta",
+    checked: tuple[str, ...] = (),
 ) -> tuple[list[tuple[ModelSpec, object]], list[Diagnostic]]:
     """Find, build and keep the root models of ``path``; QL001 diagnostics for what could not be built."""
-    specs, found, module = find_models(path, settings, source)
+    specs, found, module = find_models(path, settings, source, checked)
     built = []
     for spec in specs:
         try:
@@ -317,7 +330,8 @@ def build_roots(
         except UserCodeError as err:
             found.append(err.diagnostic)
     if module is not None and not _explicit(path, settings, source):
-        found += _uncovered(module, source or SourceFile.read(path), path, built)
+        elsewhere = used_by_peers(path, checked, FACTORY_NAMES)
+        found += _uncovered(module, source or SourceFile.read(path), path, built, elsewhere)
     return select_roots(built), found
 
 
@@ -326,9 +340,11 @@ def _explicit(path: str, settings: Settings, source: SourceFile | None) -> bool:
     return bool(source.pragma_values("model") or settings.models_for(path) or settings.model_exprs)
 
 
-def _uncovered(module: ModuleType, source: SourceFile, path: str, built: list) -> list[Diagnostic]:
+def _uncovered(
+    module: ModuleType, source: SourceFile, path: str, built: list, used_elsewhere: frozenset[str] = frozenset()
+) -> list[Diagnostic]:
     """QL001 for each skipped class that a user names but no built model contains (nothing checked it)."""
-    _, skipped = discover(module, source, path)
+    _, skipped = discover(module, source, path, used_elsewhere)
     inside = {type(m).__name__ for _, model in built for m in model.modules() if _defined_in(type(m), path)}
     unbuilt = {s.name for s in skipped}
     out = []

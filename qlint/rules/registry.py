@@ -36,7 +36,17 @@ def select_codes(select: Iterable[str] | None, ignore: Iterable[str] | None) -> 
         return any(p == "ALL" or code.startswith(p) for p in prefixes)
 
     chosen = [c for c in rules() if select is None or matches(c, select)]
-    return frozenset(c for c in chosen if not matches(c, ignore))
+    # like ruff's syntax errors, QL000 (the file does not parse) is reported whatever the selection
+    return frozenset(c for c in chosen if not matches(c, ignore)) | {ALWAYS_REPORTED}
+
+
+ALWAYS_REPORTED = "QL000"
+
+
+def unknown_selectors(selectors: Iterable[str]) -> list[str]:
+    """The selectors that name no rule: not ``ALL`` and not a prefix of a defined code (``QL130``, ``QL1O1``)."""
+    codes = rules()
+    return [s for s in selectors if s != "ALL" and not any(c.startswith(s) for c in codes)]
 
 
 def source_rules(enabled: frozenset[str]) -> list[Rule]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 
@@ -16,8 +17,14 @@ def warn_stderr(message: str) -> None:
     print(f"qlint: warning: {message}", file=sys.stderr)
 
 
-def collect_files(paths: Iterable[str], warn: Callable[[str], None] = warn_stderr) -> tuple[list[str], list[str]]:
+def collect_files(
+    paths: Iterable[str], warn: Callable[[str], None] = warn_stderr, respect_gitignore: bool = True
+) -> tuple[list[str], list[str]]:
     """Python files under ``paths`` (folders recursively) and errors for paths that are not.
+
+    Each file is listed once, however often it is named (``b.py b.py``, ``. b.py``). Inside a folder
+    that git tracks, the files ``.gitignore`` excludes are skipped (``respect_gitignore=False`` keeps
+    them); a file named on the command line is checked even when ignored, as ruff does.
 
     Inside a folder, an entry that cannot be read (a dangling symbolic link, a link loop, a folder
     without permission) is passed to ``warn`` and skipped: the other files are still checked. A path
@@ -26,7 +33,8 @@ def collect_files(paths: Iterable[str], warn: Callable[[str], None] = warn_stder
     files, errors = [], []
     for path in paths:
         if os.path.isdir(path):
-            files.extend(_walk(path, warn))
+            found = _walk(path, warn)
+            files.extend(_not_ignored(path, found) if respect_gitignore else found)
         elif os.path.islink(path) and not os.path.exists(path):
             errors.append(f"{path}: {_broken_link(path)}")
         elif not os.path.exists(path):
@@ -35,7 +43,40 @@ def collect_files(paths: Iterable[str], warn: Callable[[str], None] = warn_stder
             errors.append(f"{path}: not a Python file (qlint checks .py files); skipped")
         else:
             files.append(path)
-    return files, errors
+    return _once(files), errors
+
+
+def _once(files: list[str]) -> list[str]:
+    """``files`` without repeats (the same file by another spelling included), in first-seen order."""
+    seen: set[str] = set()
+    out = []
+    for path in files:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
+
+
+def _not_ignored(folder: str, files: list[str]) -> list[str]:
+    """``files`` minus those git ignores (``git check-ignore``); all of them outside a git work tree."""
+    if not files:
+        return files
+    try:
+        run = subprocess.run(
+            ["git", "check-ignore", "-z", "--stdin"],
+            cwd=folder,
+            input="\0".join(os.path.abspath(f) for f in files),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):  # no git: nothing is ignored
+        return files
+    if run.returncode not in (0, 1):  # 128: not a git repository
+        return files
+    ignored = {os.path.realpath(p) for p in run.stdout.split("\0") if p}
+    return [f for f in files if os.path.realpath(os.path.abspath(f)) not in ignored]
 
 
 def _walk(folder: str, warn: Callable[[str], None]) -> list[str]:
