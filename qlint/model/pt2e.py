@@ -333,7 +333,7 @@ class _Reader:
         from torchao.quantization.pt2e.observer import _is_activation_post_process
 
         g = self.graph.graph
-        modules = dict(gm.named_modules())
+        modules = dict(gm.named_modules(remove_duplicate=False))
         # fx node name -> (graph node name, quantized edge?) for every value of this (sub-)graph
         resolved: dict[str, tuple[str, bool] | None] = {}
         results: list = []

@@ -6,6 +6,7 @@ pointing rule already applied), the related library lines, and the numbers for t
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
@@ -221,9 +222,9 @@ class GradModeRegion:
     module: str | None  # the module whose forward holds the region (common prefix of its ops)
     ops: tuple[tuple[str, int], ...]  # (op type, count), non-noop tensor ops
     compute_ops: int
-    span: Span  # where its first op points
+    span: Span  # where its first op points (the catalog's pointing rule)
     related: tuple[Related, ...]
-    lines: tuple[int, ...]  # lines of the checked files its ops point at
+    lines: tuple[int, ...]  # lines of the checked files that call its ops (inside the grad-disabled code)
 
 
 def grad_mode_regions(graph: PT2EGraph) -> list[GradModeRegion]:
@@ -245,10 +246,16 @@ def grad_mode_regions(graph: PT2EGraph) -> list[GradModeRegion]:
                 sum(n.is_compute for n in nodes),
                 located[0][0],
                 located[0][1],
-                tuple(sorted({span.line for span, _ in located})),
+                tuple(sorted({f.line for n in nodes for f in _checked_frame(graph, n)})),
             )
         )
     return out
+
+
+def _checked_frame(graph: PT2EGraph, node: PT2ENode) -> tuple:
+    """The innermost frame of ``node`` in a checked file, as a 0- or 1-tuple."""
+    checked = {os.path.abspath(p) for p in graph.checked}
+    return tuple(f for f in node.frames if f.path in checked)[:1]
 
 
 def _common_module(paths: list[str]) -> str | None:
