@@ -46,7 +46,7 @@ REASON_TEXT = {
     EXCLUDED: "excluded by the quantizer config",
     NO_PATTERN: "no annotation pattern in this quantizer",
     FLOAT_INPUT: "input from a float region",
-    NOT_MATCHED: "the quantizer's pattern for this op did not match here (shapes or users)",
+    NOT_MATCHED: "the quantizer annotates this op elsewhere, but its pattern did not match here",
     PREPARE_FAILED: "prepare_pt2e raised, nothing is quantized",
 }
 
@@ -620,19 +620,34 @@ def _unmatched_module_names(quantizer: object, module) -> tuple[str, ...]:
 # ---- float regions --------------------------------------------------------------------------------------
 
 
-def _supported_op_types(graph: PT2EGraph) -> set[str]:
-    """Op types this quantizer annotates: those annotated in this graph, and those its module lists."""
+def _op_type_names(ops) -> set[str]:
     import torch
 
-    types = {n.op_type for n in graph.nodes() if n.annotated}
+    names = set()
+    for op in ops or ():
+        if isinstance(op, torch._ops.OpOverload):
+            names.add(op._schema.name.split("::")[-1].rstrip("_"))
+        elif isinstance(op, torch._ops.OpOverloadPacket):
+            names.add(op._qualified_op_name.split("::")[-1].rstrip("_"))
+    return names
+
+
+def _quantizer_tables(graph: PT2EGraph) -> tuple[set[str], set[str] | None]:
+    """(op types this quantizer annotates, op types it annotates only after a quantized input).
+
+    Asked of the quantizer: the op types it annotated in this graph, and the tables its module
+    declares (torchao's x86/arm: ``quantizable_ops``, ``propagation_quantizable_ops``). The second
+    set is None when the quantizer declares none.
+    """
+    supported = {n.op_type for n in graph.nodes() if n.annotated}
+    propagation: set[str] | None = None
     for q in _quantizers(graph.quantizer):
         module = sys.modules.get(type(q).__module__)
         for attribute in ("quantizable_ops", "default_quantizable_ops", "propagation_quantizable_ops"):
-            for op in getattr(module, attribute, ()) or ():
-                if isinstance(op, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
-                    name = op._schema.name if isinstance(op, torch._ops.OpOverload) else op._qualified_op_name
-                    types.add(name.split("::")[-1].rstrip("_"))
-    return types
+            supported |= _op_type_names(getattr(module, attribute, None))
+        if hasattr(module, "propagation_quantizable_ops"):
+            propagation = (propagation or set()) | _op_type_names(module.propagation_quantizable_ops)
+    return supported, propagation
 
 
 def _mark_float(graph: PT2EGraph) -> None:
@@ -660,16 +675,16 @@ def _mark_float(graph: PT2EGraph) -> None:
             g.edges[name, u].get("quantized") or (not graph.node(u).annotated and down.get(u, False))
             for u in g.successors(name)
         )
-    supported = _supported_op_types(graph)
+    supported, propagation = _quantizer_tables(graph)
     for name in order:
         node = graph.node(name)
         if not node.is_tensor_op or node.annotated:
             continue
         node.between_quantized = up[name] and down[name]
-        node.float_reason = _reason(graph, node, supported)
+        node.float_reason = _reason(graph, node, supported, propagation)
 
 
-def _reason(graph: PT2EGraph, node: PT2ENode, supported: set[str]) -> str:
+def _reason(graph: PT2EGraph, node: PT2ENode, supported: set[str], propagation: set[str] | None) -> str:
     if graph.prepare_error is not None:
         return PREPARE_FAILED
     if not node.grad_enabled:
@@ -678,7 +693,8 @@ def _reason(graph: PT2EGraph, node: PT2ENode, supported: set[str]) -> str:
         return EXCLUDED
     if node.op_type not in supported:
         return NO_PATTERN
-    float_input = any(
+    needs_quantized_input = node.op_type in propagation if propagation is not None else not node.is_compute
+    float_input = needs_quantized_input and any(
         not quantized and not graph.node(p).annotated
         for p, quantized in zip(node.inputs, node.inputs_quantized, strict=True)
     )
