@@ -116,7 +116,8 @@ class PT2ENode:
 
 @dataclass(frozen=True)
 class GradRegion:
-    """A ``wrap_with_set_grad_enabled`` sub-graph of the exported model."""
+    """A ``wrap_with_set_grad_enabled`` sub-graph of the exported model (how export records
+    ``torch.no_grad()`` / ``set_grad_enabled`` inside ``forward``)."""
 
     name: str  # the sub-graph's attribute name (submod_1)
     enabled: bool
@@ -285,10 +286,10 @@ def annotate(
         raise
     except Exception as exc:  # noqa: BLE001 - the user's prepare_pt2e would raise the same
         graph.prepare_error = describe(exc)
-        _Reader(graph, copy.deepcopy(exported.module), None).read_into(graph, annotations=False)
+        _Reader(graph, copy.deepcopy(exported.module), None).read(annotations=False)
     else:
         graph.prepared = prepared
-        _Reader(graph, prepared, quantizer).read_into(graph, annotations=True)
+        _Reader(graph, prepared, quantizer).read(annotations=True)
     _mark_float(graph)
     return graph
 
@@ -322,7 +323,8 @@ class _Reader:
                         out.append(self._node(n, f"{scope}.{n.name}" if scope else n.name, True, None, False))
         return out
 
-    def read_into(self, graph: PT2EGraph, annotations: bool) -> None:
+    def read(self, annotations: bool) -> None:
+        """Fill the graph: nodes, edges (observers folded into ``quantized``), grad-disabled regions."""
         self._walk(self.module, "", {}, True, None, annotations)
 
     def _walk(self, gm, scope: str, outer: dict, grad: bool, region: str | None, annotations: bool) -> list:
