@@ -89,6 +89,8 @@ class PT2ENode:
     module_type: str | None = None  # "torch.nn.modules.conv.Conv2d"
     call_index: int = 0  # 1, 2, ... for the second, third... call of a reused module (export's "@1" keys)
     frames: tuple[fr.Frame, ...] = field(default=(), repr=False)  # innermost first, torch internals dropped
+    span: Span | None = None  # where a finding about it points (PT2EGraph.locate), for call_function nodes
+    related: tuple[Related, ...] = ()
     is_tensor_op: bool = False  # an aten op producing tensors (what statistics count)
     is_compute: bool = False  # conv / linear / matmul / bmm / addmm / sdpa ...
     is_noop: bool = False  # no arithmetic at inference: views, reshapes, permutes, eval-mode dropout
@@ -152,6 +154,7 @@ class PT2EGraph:
         self.prepare_error: str | None = None
         self.prepared = None  # the prepared GraphModule (None when prepare_pt2e raised)
         self.unmatched_module_configs: tuple[str, ...] = ()
+        self._located: dict = {}
 
     # ---- queries ---------------------------------------------------------------------------------
 
@@ -211,10 +214,17 @@ class PT2EGraph:
         frames = tuple(f for f in frames if not fr.is_torch_container(f.path))
         if frames and not self._checked(frames[0]) and owner is not None:
             built = tuple(f for f in fr.construction_frames(owner) if not fr.is_torch_container(f.path))
-            span, _ = fr.locate(built, self.checked, self.build_span)
-            _, related = fr.locate(frames[:1], (), self.build_span)
+            span, _ = self._locate(built, self.checked)
+            _, related = self._locate(frames[:1], ())
             return span, related
-        return fr.locate(frames, self.checked, self.build_span)
+        return self._locate(frames, self.checked)
+
+    def _locate(self, frames: tuple[fr.Frame, ...], checked: tuple[str, ...]) -> tuple[Span, tuple[Related, ...]]:
+        """``frames.locate``, memoized: the instances of one block share their frames."""
+        key = (frames, checked)
+        if key not in self._located:
+            self._located[key] = fr.locate(frames, checked, self.build_span)
+        return self._located[key]
 
     def _owner(self, node: PT2ENode):
         """The module whose forward ran the op (relative to the exported model)."""
@@ -291,6 +301,9 @@ def annotate(
         graph.prepared = prepared
         _Reader(graph, prepared, quantizer).read(annotations=True)
     _mark_float(graph)
+    for node in (*graph.nodes(), *graph.pre_prepare.values()):
+        if node.fx_op == "call_function":
+            node.span, node.related = graph.locate(node)
     return graph
 
 
@@ -363,15 +376,15 @@ class _Reader:
                 attribute, sub_module, operands, enabled = sub
                 sub_scope = f"{scope}.{attribute}" if scope else attribute
                 mapping = {i: resolved.get(a.name) if hasattr(a, "name") else None for i, a in enumerate(operands)}
-                inner_grad = grad and enabled
-                inner_region = region if inner_grad else (region or sub_scope)
+                inner_grad = grad if enabled is None else enabled  # set_grad_enabled sets, autocast keeps
+                inner_region = None if inner_grad else (sub_scope if enabled is False else region)
                 before = set(g.nodes)
                 inner_results = self._walk(sub_module, sub_scope, mapping, inner_grad, inner_region, False)
                 inner = tuple(n for n in g.nodes if n not in before)
                 g.add_node(name, node=self._node(fx_node, name, grad, region, False))
                 for source, quantized in inner_results:
                     g.add_edge(source, name, quantized=quantized)
-                self.graph.regions.append(GradRegion(sub_scope, enabled, inner))
+                self.graph.regions.append(GradRegion(sub_scope, inner_grad, inner))
                 resolved[fx_node.name] = (name, False)
                 continue
             node = self._node(fx_node, name, grad, region, annotations)
@@ -420,7 +433,7 @@ class _Reader:
 
 
 def _region_graph(gm, fx_node):
-    """A higher-order op wrapping a sub-graph: (attribute, GraphModule, operands, grad enabled), else None."""
+    """A higher-order op wrapping a sub-graph: (attribute, GraphModule, operands, grad mode it sets or None)."""
     import torch
     import torch.fx as fx
 
@@ -430,7 +443,7 @@ def _region_graph(gm, fx_node):
         if isinstance(arg, fx.Node) and arg.op == "get_attr":
             sub = getattr(gm, arg.target, None)
             if isinstance(sub, fx.GraphModule):
-                enabled = not (fx_node.target.__name__ == _GRAD_HOP and fx_node.args[0] is False)
+                enabled = bool(fx_node.args[0]) if fx_node.target.__name__ == _GRAD_HOP else None
                 return arg.target, sub, list(fx_node.args[index + 1 :]), enabled
     return None
 
