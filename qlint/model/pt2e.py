@@ -21,7 +21,6 @@ import inspect
 import operator
 import os
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,7 +31,13 @@ from qlint.diagnostics import Related, Span
 from qlint.model import frames as fr
 from qlint.model.export import Exported
 from qlint.model.loader import ModelSpec, describe, quiet
-from qlint.model.pt2e_quantizer import quantizer_name, require_torchao
+from qlint.model.pt2e_quantizer import (
+    declared_op_types,
+    excluded_matcher,
+    quantizer_name,
+    require_torchao,
+    unmatched_module_names,
+)
 
 # why an op stays float (PT2ENode.float_reason)
 GRAD_DISABLED = "grad-disabled"
@@ -288,7 +293,7 @@ def annotate(
     graph = PT2EGraph(exported, quantizer, spec, checked or (spec.path,))
     module = copy.deepcopy(exported.module)
     graph.pre_prepare = {n.name: n for n in _Reader(graph, module, None).read_plain()}
-    graph.unmatched_module_configs = _unmatched_module_names(quantizer, module)
+    graph.unmatched_module_configs = unmatched_module_names(quantizer, module)
     try:
         with quiet():
             prepared = prepare_pt2e(module, quantizer)
@@ -322,7 +327,7 @@ class _Reader:
     def __init__(self, graph: PT2EGraph, module, quantizer: object | None):
         self.graph = graph
         self.module = module
-        self.excluded = _excluded_matcher(quantizer)
+        self.excluded = excluded_matcher(quantizer)
 
     def read_plain(self) -> list[PT2ENode]:
         """The ops as exported, sub-graphs included (no edges): train-mode facts are read before prepare."""
@@ -555,114 +560,7 @@ def _observer_quantizes(observer) -> bool:
     return bool(supported) and dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-# ---- the quantizer's configs ---------------------------------------------------------------------------
-
-_MODULE_NAME_CONFIGS = ("module_name_qconfig", "module_name_config")
-_OPERATOR_CONFIGS = ("operator_type_qconfig", "operator_type_config")
-_MODULE_TYPE_CONFIGS = ("module_type_config",)
-
-
-def _quantizers(quantizer: object) -> list[object]:
-    """A quantizer and, for a ComposableQuantizer, the ones it composes."""
-    return [quantizer, *getattr(quantizer, "quantizers", ())]
-
-
-def _configs(quantizer: object, attributes: tuple[str, ...]) -> dict:
-    out: dict = {}
-    for q in _quantizers(quantizer):
-        for attribute in attributes:
-            value = getattr(q, attribute, None)
-            if isinstance(value, dict):
-                out.update(value)
-    return out
-
-
-def module_name_configs(quantizer: object) -> dict[str, object]:
-    """The quantizer's per-module-name configs (``set_module_name_qconfig`` / ``set_module_name``)."""
-    return _configs(quantizer, _MODULE_NAME_CONFIGS)
-
-
-def has_config(quantizer: object) -> bool:
-    """False for a quantizer with no config at all (``X86InductorQuantizer()`` without ``set_global``)."""
-    quantizers = _quantizers(quantizer)
-    if not any(hasattr(q, "global_config") for q in quantizers):
-        return True  # a quantizer of another shape: assume it knows what to annotate
-    if any(getattr(q, "global_config", None) is not None for q in quantizers):
-        return True
-    attributes = _MODULE_NAME_CONFIGS + _OPERATOR_CONFIGS + _MODULE_TYPE_CONFIGS
-    return any(c is not None for c in _configs(quantizer, attributes).values())
-
-
-def _excluded_matcher(quantizer: object | None):
-    """A predicate: does a None config (module name, operator type, module type) match this node?"""
-    if quantizer is None:
-        return lambda fx_node: False
-    from torchao.quantization.pt2e.quantizer import get_module_name_filter
-
-    names = [get_module_name_filter(n) for n, c in module_name_configs(quantizer).items() if c is None]
-    operators = {op for op, c in _configs(quantizer, _OPERATOR_CONFIGS).items() if c is None}
-    types = {t for t, c in _configs(quantizer, _MODULE_TYPE_CONFIGS).items() if c is None}
-    if not (names or operators or types):
-        return lambda fx_node: False
-
-    def matches(fx_node) -> bool:
-        target = fx_node.target
-        if target in operators or getattr(target, "overloadpacket", None) in operators:
-            return True
-        if types:
-            stack = fx_node.meta.get("nn_module_stack") or {}
-            stack_types = {cls for _, cls in stack.values()}
-            sources = {fn for _, fn in fx_node.meta.get("source_fn_stack") or ()}
-            names_of = {t if isinstance(t, str) else f"{t.__module__}.{t.__qualname__}" for t in types}
-            if stack_types & (types | names_of) or sources & types:
-                return True
-        return any(f(fx_node) for f in names)
-
-    return matches
-
-
-def _unmatched_module_names(quantizer: object, module) -> tuple[str, ...]:
-    """Module names the quantizer has a config for that no node of the graph comes from."""
-    names = list(module_name_configs(quantizer))
-    if not names:
-        return ()
-    from torchao.quantization.pt2e.quantizer import get_module_name_filter
-
-    nodes = [n for n in module.graph.nodes if n.op == "call_function"]
-    return tuple(name for name in names if not any(get_module_name_filter(name)(n) for n in nodes))
-
-
 # ---- float regions --------------------------------------------------------------------------------------
-
-
-def _op_type_names(ops) -> set[str]:
-    import torch
-
-    names = set()
-    for op in ops or ():
-        if isinstance(op, torch._ops.OpOverload):
-            names.add(op._schema.name.split("::")[-1].rstrip("_"))
-        elif isinstance(op, torch._ops.OpOverloadPacket):
-            names.add(op._qualified_op_name.split("::")[-1].rstrip("_"))
-    return names
-
-
-def _quantizer_tables(graph: PT2EGraph) -> tuple[set[str], set[str] | None]:
-    """(op types this quantizer annotates, op types it annotates only after a quantized input).
-
-    Asked of the quantizer: the op types it annotated in this graph, and the tables its module
-    declares (torchao's x86/arm: ``quantizable_ops``, ``propagation_quantizable_ops``). The second
-    set is None when the quantizer declares none.
-    """
-    supported = {n.op_type for n in graph.nodes() if n.annotated}
-    propagation: set[str] | None = None
-    for q in _quantizers(graph.quantizer):
-        module = sys.modules.get(type(q).__module__)
-        for attribute in ("quantizable_ops", "default_quantizable_ops", "propagation_quantizable_ops"):
-            supported |= _op_type_names(getattr(module, attribute, None))
-        if hasattr(module, "propagation_quantizable_ops"):
-            propagation = (propagation or set()) | _op_type_names(module.propagation_quantizable_ops)
-    return supported, propagation
 
 
 def _mark_float(graph: PT2EGraph) -> None:
@@ -690,7 +588,9 @@ def _mark_float(graph: PT2EGraph) -> None:
             g.edges[name, u].get("quantized") or (not graph.node(u).annotated and down.get(u, False))
             for u in g.successors(name)
         )
-    supported, propagation = _quantizer_tables(graph)
+    supported = {n.op_type for n in graph.nodes() if n.annotated}
+    declared, propagation = declared_op_types(graph.quantizer)
+    supported |= declared
     for name in order:
         node = graph.node(name)
         if not node.is_tensor_op or node.annotated:

@@ -19,8 +19,8 @@ from qlint.model.pt2e import (
     REASON_TEXT,
     PT2EGraph,
     PT2ENode,
-    has_config,
 )
+from qlint.model.pt2e_quantizer import has_config
 
 MAX_RELATED = 3
 
