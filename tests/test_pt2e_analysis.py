@@ -184,6 +184,43 @@ def test_data_dependent_control_flow_is_an_export_failure_at_the_branch(write):
     assert fact.checked_submodules == ("features",)
 
 
+INPUTS = """
+import torch.nn as nn
+
+
+class HeadFirst(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(8, 2)
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x, y):
+        return self.fc(x) + y
+"""
+
+
+def test_the_guessed_input_fits_forward_or_the_failure_says_it_is_qlints(write):
+    path = write("inputs.py", INPUTS)
+    roots, _ = loader.build_roots(str(path), Settings())
+    models = {spec.name: model for spec, model in roots}
+    head_first = models["HeadFirst()"]
+    (inputs,) = export.example_inputs(head_first)
+    assert inputs.shape[1] == head_first.conv.in_channels  # the conv runs first, whatever the registration order
+    assert isinstance(export.export_on_meta(head_first, (inputs,)), export.Exported)
+    two = models["TwoInputs()"]
+    failure = export.export_on_meta(two, export.example_inputs(two))
+    assert failure.kind == export.INPUT_MISMATCH and "input-shape" in failure.reason
+
+
 # ---- meta analysis against a real prepare + calibrate + convert on CPU ---------------------------------
 
 MIXED = """

@@ -27,9 +27,15 @@ DATA_DEPENDENT = "data-dependent"
 INFERENCE_MODE = "inference-mode"
 UNSUPPORTED_PYTHON = "unsupported-python"
 NO_EXAMPLE_INPUT = "no-example-input"
+INPUT_MISMATCH = "input-mismatch"
 OTHER = "other"
 
 _MESSAGE_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+_MISMATCH = re.compile(
+    r"size mismatch|shapes? cannot|must have same|mat1 and mat2|expected input|input of size|"
+    r"to have \d+ channels|unbatched|dimension|size of tensor",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -49,10 +55,12 @@ class Exported:
 class ExportFailure:
     """``torch.export`` could not capture the model.
 
-    ``kind`` is one of ``data-dependent``, ``inference-mode``, ``unsupported-python``,
-    ``no-example-input`` or ``other``; ``reason`` says it in plain words; ``torch_message`` is the
-    first line of what torch raised; ``frames`` (innermost first) lead to the line where export
-    stopped; ``prefix`` names the submodule that was exported ("" for the root).
+    ``kind`` is one of ``data-dependent``, ``inference-mode``, ``unsupported-python``, ``other``,
+    or, when qlint's example input rather than the model is at fault, ``no-example-input`` /
+    ``input-mismatch`` (a rule should ask for ``input-shape`` then, not report QL508).
+    ``reason`` says it in plain words; ``torch_message`` is the first line of what torch raised;
+    ``frames`` (innermost first) lead to the line where export stopped; ``prefix`` names the
+    submodule that was exported ("" for the root).
     """
 
     kind: str
@@ -68,22 +76,56 @@ class ExportFailure:
 
 
 def example_inputs(model, settings: Settings | None = None) -> tuple | None:
-    """Meta example inputs for ``model``: ``settings.input_shape``, else a guess from its first conv/linear."""
+    """Meta example inputs for ``model``: ``settings.input_shape``, else a shape guessed from its first conv
+    or linear layer (the first guess that an eager meta run accepts)."""
     import torch
+
+    if settings is not None and settings.input_shape is not None:
+        return (torch.empty(settings.input_shape, device="meta"),)
+    guesses = [(torch.empty(shape, device="meta"),) for shape in _guessed_shapes(model)]
+    if len(guesses) > 1:
+        return next((inputs for inputs in guesses if _fits(model, inputs)), guesses[0])
+    return guesses[0] if guesses else None
+
+
+def _guessed_shapes(model) -> list[tuple[int, ...]]:
     import torch.nn as nn
 
-    shape = settings.input_shape if settings is not None else None
-    if shape is None:
-        first = next((m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))), None)
-        if isinstance(first, nn.modules.conv._ConvNd):
-            dims = len(first.kernel_size)
+    shapes = []
+    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    linear = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+    for layer in sorted(filter(None, (conv, linear)), key=lambda m: _registration_index(model, m)):
+        if isinstance(layer, nn.modules.conv._ConvNd):
+            dims = len(layer.kernel_size)
             spatial = {1: (224,), 2: (224, 224), 3: (16, 112, 112)}.get(dims, (224,) * dims)
-            shape = (1, first.in_channels, *spatial)
-        elif isinstance(first, nn.Linear):
-            shape = (1, first.in_features)
-    if shape is None:
-        return None
-    return (torch.empty(shape, device="meta"),)
+            shapes.append((1, layer.in_channels, *spatial))
+        else:
+            shapes.append((1, layer.in_features))
+    return shapes
+
+
+def _registration_index(model, module) -> int:
+    return next(i for i, m in enumerate(model.modules()) if m is module)
+
+
+def _fits(model, inputs: tuple) -> bool:
+    """Does an eager run on meta accept ``inputs`` (anything but a shape or argument error counts as yes)?"""
+    import torch
+
+    try:
+        with quiet(), torch.no_grad():
+            model(*inputs)
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything
+        return not is_input_mismatch(exc)
+    return True
+
+
+def is_input_mismatch(exc: BaseException) -> bool:
+    """An error saying the inputs do not fit ``forward`` (its arguments, or the tensors' shapes)."""
+    text = str(exc)
+    if isinstance(exc, TypeError):
+        return "argument" in text
+    return isinstance(exc, (RuntimeError, ValueError)) and bool(_MISMATCH.search(text))
 
 
 def export_on_meta(
@@ -275,6 +317,12 @@ def _plain_reason(exc: BaseException) -> tuple[str, str]:
     """torch's reason in plain words: (kind, sentence)."""
     text = str(exc)
     names = {cls.__name__ for cls in type(exc).__mro__}
+    if is_input_mismatch(exc):
+        return (
+            INPUT_MISMATCH,
+            "the example input does not fit `forward` (its arguments or shapes); "
+            "give the real one with `# qlint: input-shape = ...` or `--input-shape`",
+        )
     if "GuardOnDataDependentSymNode" in names or "data-dependent" in text or "data dependent" in text:
         return (
             DATA_DEPENDENT,
