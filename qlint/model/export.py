@@ -30,7 +30,7 @@ NO_EXAMPLE_INPUT = "no-example-input"
 INPUT_MISMATCH = "input-mismatch"
 OTHER = "other"
 
-_MESSAGE_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+_MESSAGE_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ([^\s,]+)')
 _MISMATCH = re.compile(
     r"size mismatch|shapes? cannot|must have same|mat1 and mat2|expected input|input of size|"
     r"to have \d+ channels|unbatched|dimension|size of tensor",
@@ -305,11 +305,12 @@ def _failure(exc: BaseException) -> ExportFailure:
 
 def _frames_in_message(message: str) -> tuple[fr.Frame, ...]:
     """Strict export (dynamo) names the user's frames in its message ("from user code: File ..."); innermost first."""
-    out = []
+    out: list[fr.Frame] = []
     for path, line, func in _MESSAGE_FRAME.findall(message):
         path = os.path.abspath(path)
-        if not fr.is_internal(path) and os.path.exists(path):
-            out.append(fr.Frame(path, int(line), 0, int(line), 0, func))
+        frame = fr.Frame(path, int(line), 0, int(line), 0, func)
+        if not fr.is_internal(path) and os.path.exists(path) and frame not in out:
+            out.append(frame)
     return tuple(reversed(out))
 
 
