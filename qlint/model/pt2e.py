@@ -296,6 +296,7 @@ def annotate(
     graph.unmatched_module_configs = unmatched_module_names(quantizer, module)
     try:
         with quiet():
+            _fold_batch_norms(module)
             prepared = prepare_pt2e(module, quantizer)
     except KeyboardInterrupt:
         raise
@@ -310,6 +311,22 @@ def annotate(
         if node.fx_op == "call_function":
             node.span, node.related = graph.locate(node)
     return graph
+
+
+def _fold_batch_norms(module) -> None:
+    """torchao's conv-bn folding, the first step of ``prepare_pt2e`` (which then finds no batch norm
+    left), with one dead-code pass at the end instead of one (and a graph lint) per batch norm."""
+    from torchao.quantization.pt2e.utils import _fuse_conv_bn_
+
+    graph = module.graph
+    graph.eliminate_dead_code = lambda *args, **kwargs: False  # this graph object only
+    module.recompile = lambda *args, **kwargs: None
+    try:
+        _fuse_conv_bn_(module)
+    finally:
+        del graph.eliminate_dead_code, module.recompile
+    graph.eliminate_dead_code()
+    module.recompile()
 
 
 def _class_spec(model) -> ModelSpec:
