@@ -1,7 +1,8 @@
 """``torch.export`` on the meta device: the capture step of the PT2E flow, or why it failed.
 
-The model comes from qlint's loader (built on meta, in eval mode). ``export_on_meta`` exports it
-with meta example inputs and returns the unlifted module (``ExportedProgram.module()``, what users
+The model comes from qlint's loader (built on meta, in eval mode; on CPU when a constructor needs
+real data, e.g. torchvision's RegNets). ``export_on_meta`` exports it with empty example inputs on
+the model's device and returns the unlifted module (``ExportedProgram.module()``, what users
 hand to ``prepare_pt2e``), or an ``ExportFailure``: torch's reason in plain words and the frames of
 the user's line where export stopped (for QL508). When the whole model does not export,
 ``largest_exportable_submodules`` finds the outermost submodules that do.
@@ -81,8 +82,8 @@ def example_inputs(model, settings: Settings | None = None) -> tuple | None:
     import torch
 
     if settings is not None and settings.input_shape is not None:
-        return (torch.empty(settings.input_shape, device="meta"),)
-    guesses = [(torch.empty(shape, device="meta"),) for shape in _guessed_shapes(model)]
+        return (torch.empty(settings.input_shape, device=model_device(model)),)
+    guesses = [(torch.empty(shape, device=model_device(model)),) for shape in _guessed_shapes(model)]
     if len(guesses) > 1:
         return next((inputs for inputs in guesses if _fits(model, inputs)), guesses[0])
     return guesses[0] if guesses else None
@@ -153,7 +154,7 @@ def export_on_meta(
             "",
             "",
         )
-    inputs = tuple(_to_meta(x) for x in example_inputs)
+    inputs = tuple(_on(x, model_device(model)) for x in example_inputs)
     was_training = bool(model.training)
     mode = was_training if training is None else training
     try:
@@ -227,7 +228,7 @@ def observed_inputs(model, inputs: tuple | None) -> dict[int, tuple]:
 
     def hook(module, args):
         if args and id(module) not in seen and any(isinstance(a, torch.Tensor) for a in args):
-            seen[id(module)] = tuple(_to_meta(a) for a in args)
+            seen[id(module)] = tuple(_on(a, model_device(module)) for a in args)
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules()]
     try:
@@ -241,11 +242,18 @@ def observed_inputs(model, inputs: tuple | None) -> dict[int, tuple]:
     return seen
 
 
-def _to_meta(value: object) -> object:
+def model_device(model) -> str:
+    """Where the model's weights are: "meta" as qlint builds it, "cpu" when building on meta failed."""
+    first = next(model.parameters(), None)
+    return first.device.type if first is not None else "meta"
+
+
+def _on(value: object, device: str) -> object:
+    """An empty tensor like ``value`` on ``device`` (no data is ever needed)."""
     import torch
 
-    if isinstance(value, torch.Tensor) and value.device.type != "meta":
-        return torch.empty(value.shape, dtype=value.dtype, device="meta")
+    if isinstance(value, torch.Tensor) and value.device.type != device:
+        return torch.empty(value.shape, dtype=value.dtype, device=device)
     return value
 
 
