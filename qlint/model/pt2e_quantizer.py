@@ -1,0 +1,184 @@
+"""The PT2E quantizers qlint can ask: x86 and arm (torchao), xnnpack (executorch), and what a
+quantizer object is configured to do (its global / module-name / operator-type configs, the op
+tables its module declares).
+
+torchao is an optional extra (``qlint[pt2e]``); without it ``quantizer_for`` raises
+``Pt2eUnavailable`` with a one-line message naming the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+
+QUANTIZERS = ("x86", "arm", "xnnpack")
+INSTALL_HINT = "pip install qlint[pt2e]"
+
+
+class Pt2eUnavailable(Exception):
+    """The PT2E flow cannot be checked here: a one-line reason, for an exit-2 error."""
+
+
+def torchao_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchao") is not None
+
+
+def require_torchao() -> None:
+    if not torchao_available():
+        raise Pt2eUnavailable(f"the PT2E checks need torchao: {INSTALL_HINT}")
+
+
+def default_quantizer_name(machine: str | None = None) -> str:
+    """x86 on x86 hosts, arm on ARM hosts (``platform.machine()``)."""
+    machine = (machine if machine is not None else platform.machine()).lower()
+    if machine in ("arm64", "aarch64") or machine.startswith("arm"):
+        return "arm"
+    return "x86"
+
+
+def quantizer_for(name: str | None = None):
+    """A ready quantizer with its default global config: ``x86``, ``arm`` or ``xnnpack``.
+
+    ``None`` picks the host's default. Raises ``Pt2eUnavailable`` when the package that
+    provides it is not installed, ``ValueError`` for an unknown name.
+    """
+    name = (name or default_quantizer_name()).lower()
+    if name not in QUANTIZERS:
+        raise ValueError(f"unknown quantizer {name!r}: expected one of {', '.join(QUANTIZERS)}")
+    require_torchao()
+    if name == "x86":
+        module = _import("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer")
+        return module.X86InductorQuantizer().set_global(module.get_default_x86_inductor_quantization_config())
+    if name == "arm":
+        module = _import("torchao.quantization.pt2e.quantizer.arm_inductor_quantizer")
+        return module.ArmInductorQuantizer().set_global(module.get_default_arm_inductor_quantization_config())
+    try:
+        module = importlib.import_module("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
+    except ImportError as exc:
+        raise Pt2eUnavailable(
+            "the xnnpack quantizer lives in executorch, which is not installed "
+            "(`pip install executorch`); use --quantizer x86 or arm"
+        ) from exc
+    return module.XNNPACKQuantizer().set_global(module.get_symmetric_quantization_config())
+
+
+def quantizer_name(quantizer: object) -> str:
+    """A short name for a quantizer object: x86 / arm / xnnpack, else its class name."""
+    cls = type(quantizer).__name__
+    return {"X86InductorQuantizer": "x86", "ArmInductorQuantizer": "arm", "XNNPACKQuantizer": "xnnpack"}.get(cls, cls)
+
+
+def _import(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise Pt2eUnavailable(f"the installed torchao has no {module_name} ({exc}); {INSTALL_HINT}") from exc
+
+
+# ---- what the quantizer is configured to do -------------------------------------------------------------
+
+_MODULE_NAME_CONFIGS = ("module_name_qconfig", "module_name_config")
+_OPERATOR_CONFIGS = ("operator_type_qconfig", "operator_type_config")
+_MODULE_TYPE_CONFIGS = ("module_type_config",)
+
+
+def _quantizers(quantizer: object) -> list[object]:
+    """A quantizer and, for a ComposableQuantizer, the ones it composes."""
+    return [quantizer, *getattr(quantizer, "quantizers", ())]
+
+
+def _configs(quantizer: object, attributes: tuple[str, ...]) -> dict:
+    out: dict = {}
+    for q in _quantizers(quantizer):
+        for attribute in attributes:
+            value = getattr(q, attribute, None)
+            if isinstance(value, dict):
+                out.update(value)
+    return out
+
+
+def module_name_configs(quantizer: object) -> dict[str, object]:
+    """The quantizer's per-module-name configs (``set_module_name_qconfig`` / ``set_module_name``)."""
+    return _configs(quantizer, _MODULE_NAME_CONFIGS)
+
+
+def has_config(quantizer: object) -> bool:
+    """False for a quantizer with no config at all (``X86InductorQuantizer()`` without ``set_global``)."""
+    quantizers = _quantizers(quantizer)
+    if not any(hasattr(q, "global_config") for q in quantizers):
+        return True  # a quantizer of another shape: assume it knows what to annotate
+    if any(getattr(q, "global_config", None) is not None for q in quantizers):
+        return True
+    attributes = _MODULE_NAME_CONFIGS + _OPERATOR_CONFIGS + _MODULE_TYPE_CONFIGS
+    return any(c is not None for c in _configs(quantizer, attributes).values())
+
+
+def excluded_matcher(quantizer: object | None):
+    """A predicate: does a None config (module name, operator type, module type) match this node?"""
+    if quantizer is None:
+        return lambda fx_node: False
+    from torchao.quantization.pt2e.quantizer import get_module_name_filter
+
+    names = [get_module_name_filter(n) for n, c in module_name_configs(quantizer).items() if c is None]
+    operators = {op for op, c in _configs(quantizer, _OPERATOR_CONFIGS).items() if c is None}
+    types = {t for t, c in _configs(quantizer, _MODULE_TYPE_CONFIGS).items() if c is None}
+    if not (names or operators or types):
+        return lambda fx_node: False
+
+    def matches(fx_node) -> bool:
+        target = fx_node.target
+        if target in operators or getattr(target, "overloadpacket", None) in operators:
+            return True
+        if types:
+            stack = fx_node.meta.get("nn_module_stack") or {}
+            stack_types = {cls for _, cls in stack.values()}
+            sources = {fn for _, fn in fx_node.meta.get("source_fn_stack") or ()}
+            names_of = {t if isinstance(t, str) else f"{t.__module__}.{t.__qualname__}" for t in types}
+            if stack_types & (types | names_of) or sources & types:
+                return True
+        return any(f(fx_node) for f in names)
+
+    return matches
+
+
+def unmatched_module_names(quantizer: object, module) -> tuple[str, ...]:
+    """Module names the quantizer has a config for that no node of the graph comes from."""
+    names = list(module_name_configs(quantizer))
+    if not names:
+        return ()
+    from torchao.quantization.pt2e.quantizer import get_module_name_filter
+
+    nodes = [n for n in module.graph.nodes if n.op == "call_function"]
+    return tuple(name for name in names if not any(get_module_name_filter(name)(n) for n in nodes))
+
+
+def _op_type_names(ops) -> set[str]:
+    import torch
+
+    names = set()
+    for op in ops or ():
+        if isinstance(op, torch._ops.OpOverload):
+            names.add(op._schema.name.split("::")[-1].rstrip("_"))
+        elif isinstance(op, torch._ops.OpOverloadPacket):
+            names.add(op._qualified_op_name.split("::")[-1].rstrip("_"))
+    return names
+
+
+def declared_op_types(quantizer: object) -> tuple[set[str], set[str] | None]:
+    """(op types the quantizer declares it annotates, those it annotates only after a quantized input).
+
+    Read from the tables its module declares (torchao's x86/arm: ``quantizable_ops``,
+    ``propagation_quantizable_ops``); the second set is None when it declares none.
+    """
+    supported: set[str] = set()
+    propagation: set[str] | None = None
+    for q in _quantizers(quantizer):
+        module = sys.modules.get(type(q).__module__)
+        for attribute in ("quantizable_ops", "default_quantizable_ops", "propagation_quantizable_ops"):
+            supported |= _op_type_names(getattr(module, attribute, None))
+        if hasattr(module, "propagation_quantizable_ops"):
+            propagation = (propagation or set()) | _op_type_names(module.propagation_quantizable_ops)
+    return supported, propagation
