@@ -15,7 +15,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 
-KNOWN_KEYS = ("select", "ignore", "per-file-ignores", "backend", "models", "input-shape")
+KNOWN_KEYS = ("select", "ignore", "per-file-ignores", "backend", "models", "input-shape", "timeout", "cache-dir")
+DEFAULT_TIMEOUT = 120.0
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
 
 
@@ -35,6 +36,10 @@ class Settings:
     input_shape_from_cli: bool = False  # --input-shape beats a file's `# qlint: input-shape` pragma
     no_graph: bool = False
     config_dir: str | None = None
+    timeout: float = DEFAULT_TIMEOUT  # seconds one file's check (import, build, trace) may take
+    cache_dir: str | None = None  # default: .qlint_cache next to the pyproject.toml (else the working folder)
+    no_cache: bool = False
+    jobs: int | None = None  # files checked at once (default: the usable cores)
 
     @classmethod
     def default(cls) -> Settings:
@@ -142,6 +147,12 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
     shape = table.get("input-shape")
     if shape is not None and not isinstance(shape, (str, list)):
         raise ConfigError(f"{source}: [tool.qlint] input-shape must be a string like '1x3x224x224'")
+    timeout = table.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError(f"{source}: [tool.qlint] timeout must be a positive number of seconds")
+    cache_dir = table.get("cache-dir")
+    if cache_dir is not None and not isinstance(cache_dir, str):
+        raise ConfigError(f"{source}: [tool.qlint] cache-dir must be a path")
     return Settings(
         select=str_list("select") if "select" in table else None,
         ignore=str_list("ignore"),
@@ -152,6 +163,8 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
             parse_shape(shape if isinstance(shape, str) else "x".join(map(str, shape))) if shape is not None else None
         ),
         config_dir=config_dir,
+        timeout=float(timeout),
+        cache_dir=os.path.join(config_dir or ".", cache_dir) if cache_dir is not None else None,
     )
 
 
