@@ -23,9 +23,9 @@ def check_paths(paths: str | Iterable[str], settings: Settings | None = None, **
     if errors:
         raise InputError("; ".join(errors))
     if settings is not None:
-        from qlint.engine import check_file
+        from qlint.engine import check_many
 
-        results = [check_file(p, settings, tuple(files), attach_fixes) for p in files]
+        results = check_many([(p, settings) for p in files], tuple(files), attach_fixes, settings.jobs)
     else:
         known = {f.name for f in fields(Settings)}
         unknown = set(overrides) - known

@@ -59,7 +59,7 @@ def test_a_crash_in_native_code_is_ql001_naming_the_signal(write, qlint_json, tm
     assert code == 1
     crash = [d for d in found if d["filename"].endswith("crash.py")]
     assert [d["code"] for d in crash] == ["QL001"]
-    assert "SIGSEGV" in crash[0]["message"]
+    assert "SIGSEGV" in crash[0]["message"] and "Fatal Python error: Segmentation fault" in crash[0]["message"]
     assert any(d["filename"].endswith("model.py") and d["code"] == "QL201" for d in found)
 
 
@@ -241,3 +241,16 @@ def _python(script: str):
     import subprocess
 
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=os.environ)
+
+
+def test_a_caller_that_ran_torch_ops_can_still_check_files(write, tmp_path):
+    """torch's OpenMP pool does not survive fork: the child must not wait on it."""
+    import torch
+
+    from qlint.api import check_paths
+
+    torch.nn.Conv2d(3, 16, 3)(torch.rand(32, 3, 32, 32))  # the thread pool is now running here
+    write("model.py", HAZARD)
+    found = check_paths(str(tmp_path), no_cache=True, timeout=60.0)
+    assert "QL001" not in {d.code for d in found}
+    assert {"QL101", "QL201"} <= {d.code for d in found if d.fix is not None}

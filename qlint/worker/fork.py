@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 POLL_SECONDS = 0.05
-TAIL_BYTES = 4000
+TAIL_BYTES = 1 << 16
 
 
 @dataclass
@@ -46,7 +46,15 @@ class Failure:
 
 
 class ChildError(Exception):
-    """qlint itself raised in the child (not user code: that is a QL001 the child reports as data)."""
+    """qlint itself raised in the child (not user code: that is a QL001 the child reports as data).
+
+    Its message is the traceback's last line (all of it with ``QLINT_DEBUG`` set); ``details`` is all of it.
+    """
+
+    def __init__(self, details: str):
+        lines = details.strip().splitlines() or ["(no traceback)"]
+        super().__init__(details if os.environ.get("QLINT_DEBUG") else f"{lines[-1]} (in the process checking a file)")
+        self.details = details
 
 
 def usable_cores() -> int:
@@ -139,6 +147,7 @@ def _child(task: Task, write_fd: int, output_fd: int) -> None:
             import faulthandler
 
             faulthandler.enable(file=sys.stderr)  # a crash's report goes to the child's own output
+        _single_threaded_torch()
         try:
             payload = pickle.dumps(("ok", task.run()), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException:  # noqa: BLE001 - qlint's own failure: report it, do not die silently
@@ -150,6 +159,16 @@ def _child(task: Task, write_fd: int, output_fd: int) -> None:
         code = 70
     finally:
         os._exit(code)
+
+
+def _single_threaded_torch() -> None:
+    """One intra-op thread in the child. A parent that ran torch ops (the API's caller, a test) has an
+    OpenMP pool that does not survive fork: the child's first parallel op would hang. One thread per
+    child also suits ``--jobs`` children sharing the cores."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            torch.set_num_threads(1)
 
 
 def _die_with_parent() -> None:
@@ -245,5 +264,5 @@ def _tail(output: object) -> str:
         return ""
     fatal = [line for line in lines if line.startswith("Fatal Python error")]
     last = fatal[-1] if fatal else lines[-1]
-    last = last if len(lines[-1]) <= 160 else lines[-1][:157] + "..."
+    last = last if len(last) <= 160 else last[:157] + "..."
     return f"; its last output: {last!r}"
