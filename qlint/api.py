@@ -28,10 +28,10 @@ def check_paths(paths: str | Iterable[str], settings: Settings | None = None, **
         raise InputError("; ".join(errors))
     with _restoring_interpreter_state():
         if settings is not None:
-            from qlint.engine import check_file
+            from qlint.engine import check_many
 
             check_settings(settings)
-            results = [check_file(p, settings, tuple(files), attach_fixes) for p in files]
+            results = check_many([(p, settings) for p in files], tuple(files), attach_fixes, settings.jobs)
         else:
             overrides = _checked_overrides(overrides)
             for path in files:

@@ -2,12 +2,15 @@
 
 Torch is imported only on the graph path, and only for files that could build a model (they import
 something that depends on torch, or a pragma or the configuration names a model: ``worth_building``).
+The graph path runs the user's code, so it runs in a forked child per file (``qlint.worker.fork``), never
+in this process: a file that exits, crashes, hangs or prints cannot end, stall or corrupt the run; each
+file sees a clean ``sys.modules`` and clean torch globals. Its results are cached (``qlint.worker.cache``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from qlint.config import Settings, clear_cache, load_settings, with_pragmas
 from qlint.diagnostics import Diagnostic, Severity, Span
@@ -16,6 +19,7 @@ from qlint.source.file import SourceFile, UnreadableFile
 from qlint.source.imports import worth_building
 from qlint.source.paths import SKIP_DIRS, collect_files  # noqa: F401 - re-exported for callers of qlint.engine
 from qlint.source.pragmas import malformed_pragmas
+from qlint.worker import cache, fork
 
 
 class InputError(Exception):
@@ -40,26 +44,138 @@ def enabled_codes(settings: Settings, path: str) -> frozenset[str]:
 Stage = Callable[[list[Diagnostic], SourceFile, Settings, tuple[str, ...], "list | None"], list[Diagnostic]]
 
 
-def check_files(files: list[str], overrides: dict | None = None, stage: Stage | None = None) -> list[FileResult]:
-    """Check each file with its own settings (nearest ``[tool.qlint]`` plus ``overrides``)."""
+def check_files(
+    files: list[str], overrides: dict | None = None, stage: Stage | None = None, jobs: int | None = None
+) -> list[FileResult]:
+    """Check each file with its own settings (nearest ``[tool.qlint]`` plus ``overrides``).
+
+    Files that run user code are checked ``jobs`` at a time (default: the ``jobs`` setting, else the
+    usable cores); the results keep the order of ``files``.
+    """
     clear_cache()
     checked = tuple(files)
-    results = []
-    for path in files:
-        settings = load_settings(path, overrides)
-        results.append(check_file(path, settings, checked, stage))
-    return results
+    plans = [(path, load_settings(path, overrides)) for path in files]
+    if jobs is None and plans:
+        jobs = plans[0][1].jobs
+    return check_many(plans, checked, stage, jobs)
 
 
 def check_file(path: str, settings: Settings, checked: tuple[str, ...] = (), stage: Stage | None = None) -> FileResult:
-    try:
-        source = SourceFile.read(path)
-    except UnreadableFile as exc:
-        return FileResult(path, None, error=str(exc))
-    diagnostics, models = check_source(source, settings, checked or (path,))
-    if stage is not None:
-        diagnostics = stage(diagnostics, source, settings, checked or (path,), models)
-    return FileResult(path, source, diagnostics)
+    return check_many([(path, settings)], checked or (path,), stage)[0]
+
+
+def check_many(
+    plans: list[tuple[str, Settings]],
+    checked: tuple[str, ...],
+    stage: Stage | None = None,
+    jobs: int | None = None,
+    use_cache: bool = True,
+) -> list[FileResult]:
+    """Check each (path, settings): in this process when no user code would run, else from the cache
+    or in a forked child; a child that fails gives QL001 at the file."""
+    results: list[FileResult | None] = [None] * len(plans)
+    waiting: list[tuple[int, SourceFile, Settings, str | None, str | None]] = []
+    for i, (path, settings) in enumerate(plans):
+        try:
+            source = SourceFile.read(path)
+        except UnreadableFile as exc:
+            results[i] = FileResult(path, None, error=str(exc))
+            continue
+        if not runs_user_code(source, settings):
+            diagnostics, models = check_source(source, settings, checked)
+            if stage is not None:
+                diagnostics = stage(diagnostics, source, settings, checked, models)
+            results[i] = FileResult(path, source, diagnostics)
+            continue
+        directory = cache.cache_dir(settings) if use_cache else None
+        entry = cache.key(path, source.text, settings, checked, _stage_name(stage)) if directory else None
+        hit = cache.load(directory, entry) if directory and entry else None
+        if hit is not None:
+            results[i] = FileResult(path, source, hit)
+        else:
+            waiting.append((i, source, settings, directory, entry))
+    if waiting:
+        _preload(source for _, source, *_ in waiting)
+        tasks = [
+            fork.Task(_checker(source, settings, checked, stage), settings.timeout)
+            for _, source, settings, *_ in waiting
+        ]
+        for (i, source, settings, directory, entry), value in zip(waiting, fork.run_tasks(tasks, jobs), strict=True):
+            if isinstance(value, fork.Failure):
+                diagnostics = could_not_finish(source, settings, value)
+            else:
+                diagnostics = value
+                if directory and entry:
+                    cache.store(directory, entry, diagnostics)
+            results[i] = FileResult(source.path, source, diagnostics)
+    return results  # type: ignore[return-value]
+
+
+def check_isolated(
+    source: SourceFile, settings: Settings, checked: tuple[str, ...], stage: Stage | None = None
+) -> list[Diagnostic]:
+    """``check_source`` of ``source`` (whose file may be a temporary copy), then ``stage``, in a child
+    when user code would run; not cached. The fix loop lints its candidate texts with this."""
+    if not runs_user_code(source, settings):
+        diagnostics, models = check_source(source, settings, checked)
+        return stage(diagnostics, source, settings, checked, models) if stage is not None else diagnostics
+    _preload([source])
+    (value,) = fork.run_tasks([fork.Task(_checker(source, settings, checked, stage), settings.timeout)], 1)
+    return could_not_finish(source, settings, value) if isinstance(value, fork.Failure) else value
+
+
+def runs_user_code(source: SourceFile, settings: Settings) -> bool:
+    """True when checking ``source`` may import it (the graph path, or a fix that builds its models)."""
+    return source.ok and not settings.no_graph and worth_building(source, settings)
+
+
+def could_not_finish(source: SourceFile, settings: Settings, failure: fork.Failure) -> list[Diagnostic]:
+    """QL001 at the file for a check that gave no result (timeout, exit, crash), plus its source findings."""
+    if failure.timed_out:
+        hint = "raise `timeout` in [tool.qlint] (or --timeout) if it is only slow"
+        message = f"checking the file {failure.reason} (importing, building or tracing its models); {hint}"
+    else:
+        message = f"qlint could not check the file's models: {failure.reason}"
+    enabled = enabled_codes(settings, source.path)
+    found = [*_source_diagnostics(source, enabled), Diagnostic("QL001", message, Span(source.path, 1, 1))]
+    return finalize(found, source, enabled)
+
+
+def _checker(source: SourceFile, settings: Settings, checked: tuple[str, ...], stage: Stage | None):
+    def run() -> list[Diagnostic]:
+        diagnostics, models = check_source(source, settings, checked)
+        if stage is not None:
+            diagnostics = stage(diagnostics, source, settings, checked, models)
+        return _portable(diagnostics)
+
+    return run
+
+
+def _portable(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """The diagnostics as they can cross a pipe: a rule's ``data`` that does not pickle is dropped
+    (it is for the fix, which ran already)."""
+    import pickle
+
+    out = []
+    for diag in diagnostics:
+        try:
+            pickle.dumps(diag)
+            out.append(diag)
+        except Exception:  # noqa: BLE001
+            out.append(replace(diag, data=None))
+    return out
+
+
+def _stage_name(stage: Stage | None) -> str:
+    return "" if stage is None else f"{getattr(stage, '__module__', '')}.{getattr(stage, '__qualname__', stage)}"
+
+
+def _preload(sources: Iterable[SourceFile]) -> None:
+    """Import torch and qlint's graph path here (never user code), once, so each child starts warm."""
+    modules = ["ctypes", "torch", "torchvision", "qlint.model.check", "qlint.context", "qlint.source.index"]
+    if any("torchao" in s.text for s in sources):
+        modules.append("torchao")
+    fork.preload(modules)
 
 
 def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...]) -> tuple[list[Diagnostic], list]:

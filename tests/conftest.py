@@ -16,6 +16,18 @@ from qlint.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_result_cache(tmp_path_factory):
+    """The suite's runs cache their results in a folder of their own, not in the checkout."""
+    previous = os.environ.get("QLINT_CACHE_DIR")
+    os.environ["QLINT_CACHE_DIR"] = str(tmp_path_factory.mktemp("qlint-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("QLINT_CACHE_DIR", None)
+    else:
+        os.environ["QLINT_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def write(tmp_path):
     """write("model.py", source) -> path (dedented), inside a fresh temporary folder."""

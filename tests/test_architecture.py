@@ -14,7 +14,7 @@ LAYERS = [
     ("data", ("qlint.diagnostics", "qlint.config", "qlint.version")),
     ("analysis", ("qlint.source", "qlint.model", "qlint.context")),
     ("rules", ("qlint.rules",)),
-    ("engine", ("qlint.engine",)),
+    ("engine", ("qlint.engine", "qlint.worker")),
     ("fix/verify", ("qlint.fix", "qlint.verify")),
     ("report", ("qlint.report",)),
     ("cli", ("qlint.cli", "qlint.api", "qlint.__main__", "qlint")),

@@ -153,7 +153,7 @@ def test_internal_errors_and_bad_arguments_exit_2(write, qlint, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr("qlint.engine.check_file", boom)
+    monkeypatch.setattr("qlint.engine.check_source", boom)
     code, out, err = qlint("check", write("m.py", "x = 1\n"))
     assert code == 2 and err.startswith("qlint: internal error: RuntimeError: kaboom")
 

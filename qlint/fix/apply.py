@@ -223,15 +223,14 @@ def _rename(diag: Diagnostic, old: str, new: str) -> Diagnostic:
 
 def lint_text(path: str, text: str, settings: Settings, checked: tuple[str, ...] = ()) -> list[Diagnostic]:
     """``qlint check`` of ``text`` as if it were ``path``, fixes attached; spans point at ``path``."""
-    from qlint.engine import check_source
+    from qlint.engine import check_isolated
     from qlint.fix.attach import attach_fixes
 
     settings = resolved_settings(settings, path)
     with candidate_file(path, text) as tmp:
         source = SourceFile.from_text(tmp, text)
         others = tuple(c for c in checked if os.path.abspath(c) != os.path.abspath(path))
-        diags, models = check_source(source, settings, (tmp, *others))
-        diags = attach_fixes(diags, source, settings, (tmp, *others), models)
+        diags = check_isolated(source, settings, (tmp, *others), attach_fixes)  # user code runs in a child
     return [_rename(d, os.path.abspath(tmp), path) for d in diags]
 
 

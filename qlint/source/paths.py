@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".tox", ".nox", "build", "dist", "node_modules",
-             ".mypy_cache", ".ruff_cache", ".pytest_cache", "site-packages"}  # fmt: skip
+             ".mypy_cache", ".ruff_cache", ".pytest_cache", ".qlint_cache", "site-packages"}  # fmt: skip
 PYTHON_SUFFIXES = (".py", ".pyi")
 
 
