@@ -96,13 +96,13 @@ def test_timeout_no_cache_and_jobs_reach_the_settings(project, write, qlint, mon
     import qlint.engine as engine
 
     seen = []
-    real = engine.check_file
+    real = engine.check_many
 
-    def spy(path, settings, *args, **kwargs):
-        seen.append((settings.timeout, settings.no_cache, settings.jobs))
-        return real(path, settings, *args, **kwargs)
+    def spy(plans, *args, **kwargs):
+        seen.extend((settings.timeout, settings.no_cache, settings.jobs) for _, settings in plans)
+        return real(plans, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "check_file", spy)
+    monkeypatch.setattr(engine, "check_many", spy)
     qlint("check", "a.py", "--no-graph", cwd=project)
     qlint("check", "a.py", "--no-graph", "--timeout", "7.5", "--no-cache", "--jobs", "3", cwd=project)
     write("pyproject.toml", "[tool.qlint]\ntimeout = 30\n")
