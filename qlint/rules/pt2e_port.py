@@ -16,6 +16,7 @@ from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, shared
+from qlint.source.names import QCONFIG_GETTERS
 from qlint.source.pipeline import (
     SAME_OBJECT_METHODS,
     argument,
@@ -24,6 +25,7 @@ from qlint.source.pipeline import (
     calls,
     import_aliases,
     keyword_true,
+    mentions,
     qualified,
     root_name,
     walk,
@@ -602,6 +604,12 @@ class _Port(cst.CSTTransformer):
                 else ("get_default_x86_inductor_quantization_config()")
             )
             return lines + ["quantizer = X86InductorQuantizer()", f"quantizer.set_global({config})"]
+        # a qconfig bound to a name nothing reads: eager-only state
+        if isinstance(target, cst.Name) and isinstance(value, cst.Call) and callee_attr(value) in QCONFIG_GETTERS:
+            others = [s for s, _ in walk(self.bodies[-1]) if s is not small]
+            if not any(mentions(s, target.value) for s in others):
+                self.notes.append(f"the unused qconfig `{target.value}` removed")
+                return []
         # QuantStub applied outside the model (an identity)
         stubs = self.a.stubs_outside.get(fn, set())
         if isinstance(value, cst.Call):
