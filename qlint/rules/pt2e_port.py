@@ -254,6 +254,45 @@ with torch.no_grad():
     print(qmodel(*example_inputs).shape)
 """,
         ),
+        Invalid(
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import QuantWrapper, convert, get_default_qconfig, prepare
+
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))).eval()
+model.qconfig = get_default_qconfig("x86")
+model.module.fuse_model()
+model.module[2].qconfig = None
+prepare(model, inplace=True)
+for _ in range(4):
+    model(torch.rand(1, 3, 16, 16))
+convert(model, inplace=True)
+""",
+            lines=(9,),
+            unsafe=True,
+            fixed="""\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import QuantWrapper
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+    X86InductorQuantizer,
+    get_default_x86_inductor_quantization_config,
+)
+
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))).eval()
+quantizer = X86InductorQuantizer()
+quantizer.set_global(get_default_x86_inductor_quantization_config())
+quantizer.set_module_name_qconfig("module.2", None)
+example_inputs = (torch.rand(1, 3, 16, 16),)
+exported = torch.export.export(model.eval(), example_inputs).module()
+model = prepare_pt2e(exported, quantizer)
+for _ in range(4):
+    model(torch.rand(1, 3, 16, 16))
+model = convert_pt2e(model)
+""",
+        ),
         Valid(
             """\
 import torch
@@ -448,8 +487,7 @@ class _Analysis:
             elif attr in QUANTIZED_TENSOR_CALLS:
                 self._block(f"`{attr}` on quantized tensors outside the model")
         for call in self.pipeline_starts:
-            statement_value = call
-            if keyword_true(statement_value, "inplace") and not isinstance(argument(call, 0, "model"), cst.Name):
+            if keyword_true(call, "inplace") and not isinstance(argument(call, 0, "model"), cst.Name):
                 self._block("a `prepare(..., inplace=True)` of an expression qlint cannot follow")
 
     def _block(self, why: str) -> None:
@@ -500,7 +538,7 @@ class _Port(cst.CSTTransformer):
         self.shape = shape
         self.scope: list[str | None] = [None]
         self.bodies: list[Sequence[cst.BaseStatement]] = [analysis.module.body]
-        self.compiled: set[int] = set()  # ids of inserted `m = torch.compile(m)` statements
+        self.wrap_after: str | None = None  # the inserted `m = torch.compile(m)`: what follows runs under no_grad
         self.statement: cst.CSTNode | None = None
         self.removed: set[int] = set()  # ids of placeholders for removed statements (their comments move on)
         self.removed_fuse = False
@@ -586,8 +624,12 @@ class _Port(cst.CSTTransformer):
             return []
         if isinstance(target, cst.Attribute) and target.attr.value == "qconfig":
             owner = target.value
-            if isinstance(value, cst.Name) and value.value == "None" and isinstance(owner, cst.Attribute):
-                path = code(owner).split(".", 1)[1]
+            if (
+                isinstance(value, cst.Name)
+                and value.value == "None"
+                and isinstance(owner, (cst.Attribute, cst.Subscript))
+            ):
+                path = _dotted(owner).split(".", 1)[1]
                 return [f'quantizer.set_module_name_qconfig("{path}", None)']
             if isinstance(owner, cst.Name) and owner.value in self.prepared:
                 self.notes.append("the second prepare of an already prepared model dropped (PT2E keeps its observers)")
@@ -689,8 +731,7 @@ class _Port(cst.CSTTransformer):
         lines = [f"{name} = convert_pt2e({code(model)})"]
         if self._called_later(small, name):
             lines.append(f"{name} = torch.compile({name})")
-            self.compiled.add(len(lines))  # marks: the rest of this body runs under no_grad
-            self._wrap_after = lines[-1]
+            self.wrap_after = lines[-1]
         return lines
 
     # ---- the body around a statement
@@ -740,6 +781,8 @@ class _Port(cst.CSTTransformer):
                 arg = c.args[0].value
                 if isinstance(arg, cst.Name) and arg.value in bound_before:
                     return f"example_inputs = ({arg.value},)"
+                if _free_names(arg) <= bound_before | set(self.a.aliases):
+                    return f"example_inputs = ({code(arg)},)"  # e.g. torch.rand(...) written in the call
                 root = root_name(arg)
                 if root in loops:
                     iterable, position = loops[root]
@@ -785,7 +828,7 @@ class _Port(cst.CSTTransformer):
         for position, statement in enumerate(body):
             if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
                 text = cst.Module([]).code_for_node(statement.body[0])
-                if text == getattr(self, "_wrap_after", None) and position + 1 < len(body):
+                if text == self.wrap_after and position + 1 < len(body):
                     rest = body[position + 1 :]
                     lines = getattr(rest[0], "leading_lines", ())
                     if lines:
@@ -810,13 +853,9 @@ def _drop_if_empty(node: cst.For | cst.If):
     empty = isinstance(body, cst.IndentedBlock) and all(
         isinstance(s, cst.SimpleStatementLine) and all(isinstance(x, cst.Pass) for x in s.body) for s in body.body
     )
-    if empty and node.orelse is None and _originally_nonempty(node):
+    if empty and node.orelse is None:
         return cst.RemoveFromParent()
     return node
-
-
-def _originally_nonempty(node: cst.CSTNode) -> bool:
-    return True
 
 
 def _for_targets(body: Sequence[cst.BaseStatement]) -> dict[str, tuple[str, int | None]]:
@@ -851,6 +890,38 @@ def _names_bound_before(body: Sequence[cst.BaseStatement], small) -> set[str]:
                 if isinstance(t.target, cst.Name):
                     names.add(t.target.value)
     return names
+
+
+def _free_names(expr: cst.BaseExpression) -> set[str]:
+    """The names ``expr`` reads (attribute names and keyword names excluded)."""
+    names: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Name(self, node: cst.Name) -> None:
+            names.add(node.value)
+
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            node.value.visit(self)
+            return False
+
+        def visit_Arg(self, node: cst.Arg) -> bool:
+            node.value.visit(self)
+            return False
+
+    expr.visit(Visitor())
+    return names
+
+
+def _dotted(expr: cst.BaseExpression) -> str:
+    """``m.layer[2].conv`` -> ``m.layer.2.conv`` (a module's qualified name)."""
+    if isinstance(expr, cst.Attribute):
+        return f"{_dotted(expr.value)}.{expr.attr.value}"
+    if isinstance(expr, cst.Subscript) and len(expr.slice) == 1:
+        index = expr.slice[0].slice
+        if isinstance(index, cst.Index) and isinstance(index.value, (cst.Integer, cst.SimpleString)):
+            value = index.value.value.strip("'\"")
+            return f"{_dotted(expr.value)}.{value}"
+    return cst.Module([]).code_for_node(expr)
 
 
 def _replace_name(expr: cst.BaseExpression, name: str, replacement: str) -> cst.BaseExpression:
