@@ -85,7 +85,8 @@ class EagerFlowDeprecated(Rule):
     then `torch.compile`, which is also the fastest int8 path on x86 CPUs.
 
     ## Fix safety
-    Unsafe (`--unsafe-fixes`): the pipeline's statements are rewritten.
+    Unsafe, and only when the rule is selected by its code (`--select QL414 --fix --unsafe-fixes`; a
+    plain `--fix --unsafe-fixes` leaves the pipeline to the other rules): its statements are rewritten.
     - a global qconfig (or `QConfigMapping`) becomes an `X86InductorQuantizer` with
       `get_default_x86_inductor_quantization_config(is_qat=...)`; a qnnpack target gets a comment
       about executorch's `XNNPACKQuantizer`; `m.sub.qconfig = None` becomes
@@ -337,7 +338,7 @@ class Net(nn.Module):
             message = (
                 f"{flow}-mode quantization (`{attr}`) is deprecated in PyTorch (quantized tensors warn since "
                 "2.13); the maintained flow is torchao PT2E (torch.export + a quantizer + convert_pt2e + "
-                "torch.compile): `--unsafe-fixes` ports this pipeline"
+                "torch.compile): `--select QL414 --fix --unsafe-fixes` ports this pipeline"
             )
             if analysis.blockers:
                 message += f" (not automatically: {'; '.join(analysis.blockers)})"
@@ -345,7 +346,8 @@ class Net(nn.Module):
 
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         mine = [(i, d) for i, d in items if isinstance(d.data, EagerPipeline) and not d.data.blockers]
-        if not mine:
+        selected = ctx.settings.select if ctx.settings is not None else None
+        if not mine or self.code not in (selected or ()):  # a rewrite of the pipeline: only when asked for by name
             return {}
         shape = ctx.settings.input_shape if ctx.settings is not None else None
         if shape is None and ctx.settings is not None:
