@@ -347,7 +347,9 @@ class Net(nn.Module):
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         mine = [(i, d) for i, d in items if isinstance(d.data, EagerPipeline) and not d.data.blockers]
         selected = ctx.settings.select if ctx.settings is not None else None
-        if not mine or self.code not in (selected or ()):  # a rewrite of the pipeline: only when asked for by name
+        # a rewrite of the whole pipeline: only when asked for by name (the fix loop resolves the selection
+        # to codes, so "by name" is: no other rule but qlint's own QL0xx is enabled)
+        if not mine or self.code not in (selected or ()) or any(c != self.code and c[:3] != "QL0" for c in selected):
             return {}
         shape = ctx.settings.input_shape if ctx.settings is not None else None
         if shape is None and ctx.settings is not None:
