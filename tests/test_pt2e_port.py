@@ -1,0 +1,58 @@
+"""QL414's port on the examples: examples/*_pt2e.py are what `--fix --unsafe-fixes` writes, they converge,
+and they run end to end (export, prepare, calibrate / QAT, convert, compiled forward) with int8 output
+as close to float as the eager flow's."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+import torch
+from conftest import ROOT
+
+EXAMPLES = ROOT / "examples"
+# ported example -> (its eager original, extra arguments of the fix)
+PORTED = {
+    "seed002_vgg16_pt2e.py": ("seed002_vgg16.py", ()),
+    "seed004_resnet18_qat_pt2e.py": ("seed004_resnet18_qat.py", ("--input-shape", "2x3x64x64")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PORTED))
+def test_ported_example_is_what_the_fix_writes_and_converges(name, tmp_path, qlint, qlint_json):
+    original, args = PORTED[name]
+    path = tmp_path / name
+    shutil.copy(EXAMPLES / original, path)
+    code, out, err = qlint("check", "--select", "QL414", "--fix", "--unsafe-fixes", "--no-graph", *args, path)
+    assert err == "" and "Fixed 1 problem" in out, out
+    assert path.read_bytes() == (EXAMPLES / name).read_bytes()
+    code, out, _ = qlint("check", "--select", "QL414", "--fix", "--unsafe-fixes", "--no-graph", *args, path)
+    assert code == 0 and path.read_bytes() == (EXAMPLES / name).read_bytes()  # a second --fix changes nothing
+    _, found = qlint_json(path, "--no-graph")
+    assert not [d for d in found if d["severity"] == "error"], found
+    assert not [d for d in found if d["code"] == "QL414"]
+
+
+def test_unportable_pipeline_is_reported_without_a_fix(tmp_path, qlint_json):
+    path = tmp_path / "saved.py"
+    path.write_text(
+        "import torch\nfrom torch.ao.quantization import convert, get_default_qconfig, prepare\n\n"
+        "model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)).eval()\n"
+        'model.qconfig = get_default_qconfig("x86")\nprepared = prepare(model)\nprepared(torch.rand(1, 3, 8, 8))\n'
+        'torch.jit.save(torch.jit.script(convert(prepared)), "q.pt")\n'
+    )
+    _, found = qlint_json(path, "--select", "QL414", "--unsafe-fixes", "--no-graph")
+    assert [(d["location"]["row"], d["fix"]) for d in found] == [(6, None)]
+    assert "torch.jit.save" in found[0]["message"]
+
+
+@pytest.mark.slow  # torch.export + torch.compile of two models on CPU: minutes under load
+def test_ported_examples_run_and_match_the_eager_flow():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import pt2e_port
+
+    torch.set_num_threads(2)
+    for result in (pt2e_port.seed002(32), pt2e_port.seed004()):
+        print(result)
+        assert result["sqnr_pt2e_db"] >= result["sqnr_eager_db"] - 1.0, result
