@@ -323,7 +323,10 @@ def test_quantizable_resnet18_converts_accurate_faster_exit_0(write, verify_json
                           "--remedies", "never")  # fmt: skip
     assert r["converted"] and r["sqnr_db"] > 20 and 0.99 < r["cosine"] <= 1.0
     assert code == r["exit_code"] == (1 if r["speed_verdict"] == "slower" else 0)  # speed: benchmarks/
-    assert not [d for d in r["diagnostics"] if d["code"] in ("QL601", "QL603", "QL605")]
+    assert not [d for d in r["diagnostics"] if d["code"] in ("QL601", "QL603")]
+    # the speed verdict is the machine's (benchmarks/): QL605 is an error exactly when int8 measured slower
+    slow = [d for d in r["diagnostics"] if d["code"] == "QL605" and d["severity"] == "error"]
+    assert bool(slow) == (r["speed_verdict"] == "slower")
     assert r["recommendation"]["change"].startswith("none")
     assert r["layers"] and any(lay["sqnr_db"] is not None and lay["sqnr_db"] > 20 for lay in r["layers"])
 
@@ -342,7 +345,8 @@ def test_bad_input_exit_2(write, qlint):
 def test_pt2e_without_torchao_names_the_extra(write, qlint, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "torchao", None)  # as if not installed
+    for name in [m for m in sys.modules if m == "torchao" or m.startswith("torchao.")] or ["torchao"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed (earlier tests imported it)
     path = write("resnet.py", RESNET18)
     code, out, err = qlint("verify", path, "--flow", "pt2e")
     assert code == 2 and "pip install qlint[pt2e]" in err and "Traceback" not in err + out
