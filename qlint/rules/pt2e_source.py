@@ -1,0 +1,200 @@
+"""PT2E source rules: imports that moved to torchao (QL505), the removed capture APIs (QL502),
+``.eval()`` on an exported model (QL501), torch.ao and torchao pieces mixed (QL503) and a converted
+model run without ``torch.compile`` (QL509). Whether an import resolves is asked of the installed
+packages (``qlint.model.pt2e_imports``); user code never runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import libcst as cst
+from libcst.helpers import get_full_name_for_node
+
+from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
+from qlint.model import pt2e_imports
+from qlint.model.pt2e_quiet import quiet_imports
+from qlint.rules.base import Basis, EditsFound, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, precomputed_fixes
+
+EVAL_HELPERS = {"eval": "move_exported_model_to_eval", "train": "move_exported_model_to_train"}
+HELPER_MODULE = "torchao.quantization.pt2e"
+PT2E_CALLS = ("prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e")
+REMOVED_CAPTURE = ("torch._export.capture_pre_autograd_graph", "torch.export.export_for_training")
+
+
+@dataclass(frozen=True)
+class ImportLine:
+    """One import statement: its node, its module (``from X``, else None) and its names."""
+
+    statement: cst.SimpleStatementLine
+    node: cst.Import | cst.ImportFrom
+    indent: str
+
+
+def _imports(index) -> Iterator[ImportLine]:
+    """Every import statement line of the file (module level, functions, classes, blocks)."""
+    found: list[ImportLine] = []
+
+    class Visitor(cst.CSTVisitor):
+        def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+            if len(node.body) == 1 and isinstance(node.body[0], (cst.Import, cst.ImportFrom)):
+                col = index.span(node).col
+                found.append(ImportLine(node, node.body[0], " " * (col - 1)))
+
+    index.module.visit(Visitor())
+    return iter(found)
+
+
+def _alias_text(name: str, asname: cst.AsName | None) -> str:
+    alias = get_full_name_for_node(asname.name) if asname is not None else None
+    return f"{name} as {alias}" if alias and alias != name else name
+
+
+def _line_edit(index, line: ImportLine, text: str) -> Edit:
+    """Replace the whole statement line (with its newline) by ``text`` lines (none: delete it)."""
+    span = index.span(line.statement)
+    content = "".join(f"{line.indent}{t}\n" for t in text.splitlines())
+    return Edit(content, (span.line, 1), (span.end_line + 1, 1))
+
+
+def _rewrite_from(module: str, node: cst.ImportFrom, only: set[str] | None = None) -> tuple[str, list[str]] | None:
+    """New import text for ``from module import ...``: each moved name at its home (names of removed
+    APIs dropped). ``only`` limits the names moved. Returns (text, moved names) or None if none moved
+    or a home does not resolve."""
+    groups: dict[str, list[str]] = {}
+    moved: list[str] = []
+    for alias in node.names if not isinstance(node.names, cst.ImportStar) else ():
+        name = get_full_name_for_node(alias.name) or ""
+        home = pt2e_imports.moved_import(module, name) if only is None or name in only else None
+        if home is None and only is not None and name in only:
+            home = pt2e_imports.new_home(module, name)
+        if home is None:
+            groups.setdefault(module, []).append(_alias_text(name, alias.asname))
+            continue
+        if home.resolves is not True:
+            return None
+        moved.append(name)
+        if not home.replacement:
+            groups.setdefault(home.module, []).append(_alias_text(name, alias.asname))
+    if not moved:
+        return None
+    text = "\n".join(f"from {m} import {', '.join(names)}" for m, names in groups.items())
+    return text, moved
+
+
+@dataclass(frozen=True)
+class MovedImport:
+    """QL505's facts: the import's old path and each name's new home."""
+
+    module: str
+    names: tuple[str, ...]
+    homes: tuple[str, ...]
+
+
+class MovedPt2eImport(Rule):
+    """## What it does
+    Reports an import (`from X import Y` or `import X`) that does not resolve in the installed
+    torch / torchao / executorch but has a known new home: `torch.ao.quantization.quantize_pt2e`
+    and `torch.ao.quantization.quantizer.*` (moved to torchao in torch 2.11),
+    `from torchao.quantization.pt2e import prepare_pt2e` (never re-exported there: it lives in
+    `torchao.quantization.pt2e.quantize_pt2e`), and the removed `capture_pre_autograd_graph`.
+    Whether a name resolves is asked of the installed packages (`importlib`), never of a table;
+    the checked file is not imported.
+
+    ## Why is this bad?
+    The script stops at its first line with `ModuleNotFoundError` or `ImportError`, and the
+    tutorials that still show the old paths do not say where the names went.
+
+    ## Fix safety
+    Safe: the import is rewritten to the new home, which qlint checked resolves in the installed
+    packages (names that did not move stay where they were). An import of a removed API
+    (`capture_pre_autograd_graph`) is deleted; QL502 rewrites its calls. `import a.b.c` without
+    `as` is reported but not rewritten (it binds `a`).
+
+    ## References
+    - [pytorch/pytorch#169151](https://github.com/pytorch/pytorch/issues/169151) (PT2E moved to torchao in torch 2.11)
+    - [pytorch/ao: PT2E quantization](https://docs.pytorch.org/ao/stable/tutorials_source/pt2e_quant_ptq.html)
+    - issue 11 (`from torchao.quantization.pt2e import prepare_pt2e` fails)
+    """
+
+    code = "QL505"
+    name = "moved-pt2e-import"
+    severity = Severity.ERROR
+    flows = (Flow.PT2E,)
+    basis = (Basis.SOURCE,)
+    summary = "an import of a PT2E name that moved (to torchao) and does not resolve here"
+    fix_availability = FixAvailability.ALWAYS
+    triggers = ("torch.ao.quantization", "torchao", "torch._export", "export_for_training")
+    examples = (
+        Invalid(
+            """\
+import torch
+from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e
+from torchao.quantization.pt2e import prepare_qat_pt2e
+""",
+            lines=(2, 3),
+            fixed="""\
+import torch
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+""",
+        ),
+        Valid(
+            """\
+import torch
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
+"""
+        ),
+    )
+
+    def check_source(self, index) -> Iterator[Diagnostic]:
+        with quiet_imports():
+            found = list(self._check(index))
+        return iter(found)
+
+    def _check(self, index) -> Iterator[Diagnostic]:
+        for line in _imports(index):
+            node = line.node
+            if isinstance(node, cst.ImportFrom):
+                if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+                    continue
+                module = get_full_name_for_node(node.module) or ""
+                if module.split(".")[0] not in pt2e_imports.IMPORTABLE:
+                    continue
+                homes = [
+                    (name, pt2e_imports.moved_import(module, name))
+                    for name in (get_full_name_for_node(a.name) or "" for a in node.names)
+                ]
+                homes = [(n, h) for n, h in homes if h is not None]
+                if not homes:
+                    continue
+                rewrite = _rewrite_from(module, node)
+                fix = None
+                if rewrite is not None:
+                    title = "Import from the new home" if rewrite[0] else "Remove the import of the removed API"
+                    fix = Fix(Applicability.SAFE, title, (_line_edit(index, line, rewrite[0]),))
+                where = ", ".join(
+                    f"`{n}`: {h.replacement and 'removed, use `' + h.replacement + '`' or 'now `' + h.statement + '`'}"
+                    for n, h in homes
+                )
+                message = f"`from {module} import ...` does not resolve here ({homes[0][1].note}); {where}"
+                yield index.diagnostic(self.code, message, line.statement, EditsFound(fix))
+            else:
+                for alias in node.names:
+                    module = get_full_name_for_node(alias.name) or ""
+                    if module.split(".")[0] not in pt2e_imports.IMPORTABLE:
+                        continue
+                    home = pt2e_imports.moved_import(module)
+                    if home is None or home.replacement:
+                        continue
+                    fix = None
+                    if alias.asname is not None and len(node.names) == 1 and home.resolves:
+                        text = f"import {_alias_text(home.module, alias.asname)}"
+                        fix = Fix(Applicability.SAFE, "Import from the new home", (_line_edit(index, line, text),))
+                    message = f"`import {module}` does not resolve here ({home.note}); now `{home.statement}`"
+                    yield index.diagnostic(self.code, message, line.statement, EditsFound(fix))
+
+    def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
+        return precomputed_fixes(items)
