@@ -16,6 +16,7 @@ from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.model import pt2e_imports
 from qlint.model.pt2e_quiet import quiet_imports
 from qlint.rules.base import Basis, EditsFound, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, precomputed_fixes
+from qlint.source.pipeline import PipelineScan, bodies, callee, callee_attr, import_aliases, qualified, receiver
 
 EVAL_HELPERS = {"eval": "move_exported_model_to_eval", "train": "move_exported_model_to_train"}
 HELPER_MODULE = "torchao.quantization.pt2e"
@@ -195,6 +196,88 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86Induct
                         fix = Fix(Applicability.SAFE, "Import from the new home", (_line_edit(index, line, text),))
                     message = f"`import {module}` does not resolve here ({home.note}); now `{home.statement}`"
                     yield index.diagnostic(self.code, message, line.statement, EditsFound(fix))
+
+    def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
+        return precomputed_fixes(items)
+
+
+class RemovedCaptureApi(Rule):
+    """## What it does
+    Reports a call of `capture_pre_autograd_graph` (from `torch._export`) or
+    `torch.export.export_for_training`, the capture APIs of the torch 2.1-2.10 PT2E tutorials.
+
+    ## Why is this bad?
+    Both were removed from torch (`capture_pre_autograd_graph` in December 2024,
+    `export_for_training` in 2.11): the script fails with `ImportError` or `AttributeError`.
+    `torch.export.export(model, args).module()` captures the same pre-dispatch graph that
+    `prepare_pt2e` expects.
+
+    ## Fix safety
+    Safe: `capture_pre_autograd_graph(model, args)` becomes `torch.export.export(model, args).module()`
+    and `torch.export.export_for_training(...)` becomes `torch.export.export(...)` (the arguments are
+    kept). Offered when the file imports `torch`.
+
+    ## References
+    - [pytorch/pytorch#143426](https://github.com/pytorch/pytorch/pull/143426) (`capture_pre_autograd_graph` removed)
+    - [torch.export](https://pytorch.org/docs/stable/export.html)
+    """
+
+    code = "QL502"
+    name = "removed-capture-api"
+    severity = Severity.ERROR
+    flows = (Flow.PT2E,)
+    basis = (Basis.SOURCE,)
+    summary = "capture_pre_autograd_graph or torch.export.export_for_training (removed from torch)"
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "safe, when the file imports torch"
+    triggers = ("capture_pre_autograd_graph", "export_for_training")
+    examples = (
+        Invalid(
+            """\
+import torch
+
+model = torch.nn.Sequential(torch.nn.Linear(4, 4)).eval()
+args = (torch.randn(1, 4),)
+exported = torch._export.capture_pre_autograd_graph(model, args)
+trained = torch.export.export_for_training(model, args).module()
+""",
+            lines=(5, 6),
+            fixed="""\
+import torch
+
+model = torch.nn.Sequential(torch.nn.Linear(4, 4)).eval()
+args = (torch.randn(1, 4),)
+exported = torch.export.export(model, args).module()
+trained = torch.export.export(model, args).module()
+""",
+        ),
+        Valid(
+            """\
+import torch
+
+model = torch.nn.Sequential(torch.nn.Linear(4, 4)).eval()
+exported = torch.export.export(model, (torch.randn(1, 4),)).module()
+"""
+        ),
+    )
+
+    def check_source(self, index) -> Iterator[Diagnostic]:
+        aliases = import_aliases(index.module)
+        has_torch = aliases.get("torch") == "torch"
+        for site in index.calls:
+            full = qualified(callee(site.node), aliases)
+            if full not in REMOVED_CAPTURE:
+                continue
+            call = site.node
+            fix = None
+            if has_torch:
+                span = index.span(call)
+                args = index.module.code_for_node(call).partition("(")[2].rpartition(")")[0]
+                suffix = ".module()" if full.endswith("capture_pre_autograd_graph") else ""
+                text = f"torch.export.export({args}){suffix}"
+                fix = Fix(Applicability.SAFE, f"Use `{text}`", (Edit(text, (span.line, span.col), span.end),))
+            message = f"`{full.rpartition('.')[2]}` was removed from torch; use `{pt2e_imports.CAPTURE}`"
+            yield index.diagnostic(self.code, message, call, EditsFound(fix))
 
     def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
         return precomputed_fixes(items)
