@@ -281,3 +281,156 @@ exported = torch.export.export(model, (torch.randn(1, 4),)).module()
 
     def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
         return precomputed_fixes(items)
+
+
+def _exported_by(value: cst.BaseExpression, aliases: dict[str, str]) -> str | None:
+    """What makes ``value`` an exported PT2E module: ``torch.export.export(...).module()``,
+    ``prepare_pt2e(...)``, ``prepare_qat_pt2e(...)``, ``convert_pt2e(...)`` or a removed capture call."""
+    if not isinstance(value, cst.Call):
+        return None
+    inner = receiver(value)
+    if callee_attr(value) == "module" and isinstance(inner, cst.Call):
+        if qualified(callee(inner), aliases) in ("torch.export.export", *REMOVED_CAPTURE):
+            return "torch.export.export(...).module()"
+    if callee_attr(value) in PT2E_CALLS:
+        return f"{callee_attr(value)}(...)"
+    if qualified(callee(value), aliases) == REMOVED_CAPTURE[0]:
+        return "capture_pre_autograd_graph(...)"
+    return None
+
+
+@dataclass(frozen=True)
+class EvalOnExported:
+    """QL501's facts: the model's name, the method called and the module that made it."""
+
+    model: str
+    method: str
+    made_by: str
+
+
+class _ExportedModels(PipelineScan):
+    """Names bound to an exported / prepared / converted PT2E module, and the ``.eval()``/``.train()`` on them."""
+
+    def __init__(self, index, aliases: dict[str, str]):
+        super().__init__(index)
+        self.aliases = aliases
+        self.made_by: dict[str, str] = {}
+        self.found: list[tuple[cst.Call, EvalOnExported]] = []
+
+    def on_call(self, call: cst.Call) -> Iterator[Diagnostic]:
+        target = receiver(call)
+        if callee_attr(call) in EVAL_HELPERS and not call.args and isinstance(target, cst.Name):
+            if target.value in self.made_by:
+                self.found.append((call, EvalOnExported(target.value, callee_attr(call), self.made_by[target.value])))
+        return iter(())
+
+    def on_assign(self, target: cst.BaseExpression, value: cst.BaseExpression) -> Iterator[Diagnostic]:
+        if isinstance(target, cst.Name):
+            made = _exported_by(value, self.aliases)
+            if made is not None:
+                self.made_by[target.value] = made
+            elif not (isinstance(value, cst.Name) and value.value in self.made_by):
+                self.made_by.pop(target.value, None)
+            else:
+                self.made_by[target.value] = self.made_by[value.value]
+        return iter(())
+
+
+def _import_insertion(index, statement: str) -> Edit:
+    """Insert ``statement`` after the last module-level import (at the top when there is none)."""
+    line = 1
+    for node in index.module.body:
+        if isinstance(node, cst.SimpleStatementLine) and isinstance(node.body[0], (cst.Import, cst.ImportFrom)):
+            line = index.span(node).end_line + 1
+    return Edit(statement + "\n", (line, 1), (line, 1))
+
+
+class EvalOnExportedModel(Rule):
+    """## What it does
+    Follows each name bound to `torch.export.export(...).module()`, `prepare_pt2e(...)`,
+    `prepare_qat_pt2e(...)` or `convert_pt2e(...)` through the module body and each function body,
+    in statement order, and reports `.eval()` or `.train()` called on it.
+
+    ## Why is this bad?
+    An exported module is a graph: batch norm and dropout were captured in the mode the model had
+    at export, and `.eval()` / `.train()` no longer change them. torch makes the exported module's
+    `.eval()` and `.train()` raise (`NotImplementedError: Calling train() or eval() is not
+    supported for exported models`); torchao's `move_exported_model_to_eval` /
+    `move_exported_model_to_train` rewrite the batch-norm and dropout nodes instead.
+
+    ## Fix safety
+    Safe: `m.eval()` becomes `move_exported_model_to_eval(m)` (`.train()`:
+    `move_exported_model_to_train(m)`), imported from `torchao.quantization.pt2e`.
+
+    ## References
+    - [torchao: PT2E quantization, "Calibration"](https://docs.pytorch.org/ao/stable/tutorials_source/pt2e_quant_ptq.html)
+    """
+
+    code = "QL501"
+    name = "eval-on-exported-model"
+    severity = Severity.ERROR
+    flows = (Flow.PT2E,)
+    basis = (Basis.SOURCE,)
+    summary = ".eval()/.train() on an exported, prepared or converted PT2E module"
+    fix_availability = FixAvailability.ALWAYS
+    triggers = ("eval", "train")
+    examples = (
+        Invalid(
+            """\
+import torch
+from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout()).eval()
+exported = torch.export.export(model, (torch.randn(1, 4),)).module()
+exported.eval()
+prepared = prepare_pt2e(exported, quantizer)
+prepared.eval()
+""",
+            lines=(6, 8),
+            fixed="""\
+import torch
+from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+from torchao.quantization.pt2e import move_exported_model_to_eval
+
+model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout()).eval()
+exported = torch.export.export(model, (torch.randn(1, 4),)).module()
+move_exported_model_to_eval(exported)
+prepared = prepare_pt2e(exported, quantizer)
+move_exported_model_to_eval(prepared)
+""",
+        ),
+        Valid(
+            """\
+import torch
+from torchao.quantization.pt2e import move_exported_model_to_eval
+
+model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout())
+model.eval()
+exported = torch.export.export(model, (torch.randn(1, 4),)).module()
+move_exported_model_to_eval(exported)
+"""
+        ),
+    )
+
+    def check_source(self, index) -> Iterator[Diagnostic]:
+        aliases = import_aliases(index.module)
+        imported = set(aliases)
+        for body in bodies(index):
+            scan = _ExportedModels(index, aliases)
+            list(scan.scan(body))
+            for call, facts in scan.found:
+                helper = EVAL_HELPERS[facts.method]
+                span = index.span(call)
+                edits = [Edit(f"{helper}({facts.model})", (span.line, span.col), span.end)]
+                if helper not in imported:
+                    imported.add(helper)
+                    edits.append(_import_insertion(index, f"from {HELPER_MODULE} import {helper}"))
+                fix = Fix(Applicability.SAFE, f"Use `{helper}({facts.model})`", tuple(edits))
+                message = (
+                    f"`{facts.model}.{facts.method}()` on a module made by `{facts.made_by}`: exported modules do not "
+                    f"switch batch norm and dropout this way; use `{helper}({facts.model})`"
+                )
+                yield index.diagnostic(self.code, message, call, EditsFound(fix))
+
+    def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
+        return precomputed_fixes(items)
