@@ -434,3 +434,117 @@ move_exported_model_to_eval(exported)
 
     def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
         return precomputed_fixes(items)
+
+
+def _package(module: str) -> str | None:
+    """``torch.ao`` or ``torchao`` for a PT2E module path, else None."""
+    if module == "torch.ao" or module.startswith("torch.ao."):
+        return "torch.ao"
+    if module == "torchao" or module.startswith("torchao."):
+        return "torchao"
+    return None
+
+
+def _pt2e_piece(module: str, name: str) -> str | None:
+    """``prepare`` for the PT2E entry points, ``quantizer`` for quantizers and quantization specs."""
+    if name in PT2E_CALLS:
+        return "prepare"
+    if ".quantizer" in module or name.endswith(("Quantizer", "QuantizationSpec", "QuantizationConfig")):
+        return "quantizer"
+    if "quantization_config" in name or name in ("QuantizationSpecBase", "SharedQuantizationSpec"):
+        return "quantizer"
+    return None
+
+
+class MixedAoTorchao(Rule):
+    """## What it does
+    Reports a file that takes the PT2E entry points (`prepare_pt2e`, `prepare_qat_pt2e`,
+    `convert_pt2e`) from one package and its quantizers or quantization specs from the other:
+    `torch.ao.quantization...` with `torchao.quantization.pt2e...`. Each `from torch.ao... import`
+    statement that holds a PT2E piece is reported.
+
+    ## Why is this bad?
+    The two packages have separate annotation classes; torchao's `prepare_pt2e` refuses a model
+    annotated by a torch.ao quantizer (`Cannot be prepared using both torch.ao and torchao`, in
+    `torchao/quantization/pt2e/quantize_pt2e.py`). Since torch 2.11
+    the torch.ao side does not exist any more (QL505 reports the import too).
+
+    ## Fix safety
+    Safe: the torch.ao import is rewritten to the torchao home of each name, when that home
+    resolves in the installed torchao.
+
+    ## References
+    - [torchao: PT2E quantization](https://docs.pytorch.org/ao/stable/tutorials_source/pt2e_quant_ptq.html)
+    - issue 11 (PT2E lives only in torchao since torch 2.11)
+    """
+
+    code = "QL503"
+    name = "mixed-ao-torchao"
+    severity = Severity.ERROR
+    flows = (Flow.PT2E,)
+    basis = (Basis.SOURCE,)
+    summary = "PT2E quantizers/specs from one of torch.ao and torchao, prepare_pt2e from the other"
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "safe, when each name's torchao home resolves"
+    triggers = ("torch.ao", "torchao")
+    examples = (
+        Invalid(
+            """\
+from torch.ao.quantization.quantizer.x86_inductor_quantizer import X86InductorQuantizer
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+""",
+            lines=(1,),
+            fixed="""\
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+""",
+        ),
+        Valid(
+            """\
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+"""
+        ),
+    )
+
+    def check_source(self, index) -> Iterator[Diagnostic]:
+        with quiet_imports():
+            found = list(self._check(index))
+        return iter(found)
+
+    def _check(self, index) -> Iterator[Diagnostic]:
+        pieces: list[tuple[ImportLine, str, str, set[str], set[str]]] = []  # line, module, package, kinds, names
+        for line in _imports(index):
+            node = line.node
+            if not isinstance(node, cst.ImportFrom) or node.module is None or isinstance(node.names, cst.ImportStar):
+                continue
+            module = get_full_name_for_node(node.module) or ""
+            package = _package(module)
+            if package is None:
+                continue
+            names = {get_full_name_for_node(a.name) or "" for a in node.names}
+            mine = {n for n in names if _pt2e_piece(module, n)}
+            if mine:
+                pieces.append((line, module, package, {_pt2e_piece(module, n) or "" for n in mine}, mine))
+        by_package: dict[str, set[str]] = {}
+        for _, _, package, kinds, _ in pieces:
+            by_package.setdefault(package, set()).update(kinds)
+        ao, tao = by_package.get("torch.ao", set()), by_package.get("torchao", set())
+        if not (("prepare" in ao and "quantizer" in tao) or ("quantizer" in ao and "prepare" in tao)):
+            return
+        for line, module, package, _, names in pieces:
+            if package != "torch.ao":
+                continue
+            rewrite = _rewrite_from(module, line.node, only=names)
+            fix = None
+            if rewrite is not None and rewrite[0]:
+                fix = Fix(Applicability.SAFE, "Import from torchao", (_line_edit(index, line, rewrite[0]),))
+            listed = ", ".join(f"`{n}`" for n in sorted(names))
+            message = (
+                f"{listed} from `{module}` while other PT2E pieces come from torchao: torchao refuses "
+                '"both torch.ao and torchao"; import all from torchao'
+            )
+            yield index.diagnostic(self.code, message, line.statement, EditsFound(fix))
+
+    def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
+        return precomputed_fixes(items)
