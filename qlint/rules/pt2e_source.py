@@ -548,3 +548,111 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
         return precomputed_fixes(items)
+
+
+class _ConvertedCalls(PipelineScan):
+    """Names bound to ``convert_pt2e(...)``, the calls of them, and the names given to ``torch.compile``."""
+
+    def __init__(self, index, aliases: dict[str, str]):
+        super().__init__(index)
+        self.aliases = aliases
+        self.converted: set[str] = set()
+        self.compiled: set[str] = set()
+        self.calls: list[tuple[cst.Call, str]] = []
+
+    def on_call(self, call: cst.Call) -> Iterator[Diagnostic]:
+        func = call.func
+        if qualified(callee(call), self.aliases) == "torch.compile":
+            self.compiled.update(a.value.value for a in call.args if isinstance(a.value, cst.Name))
+        elif isinstance(func, cst.Name) and func.value in self.converted:
+            self.calls.append((call, func.value))
+        elif callee_attr(call) == "forward" and isinstance(receiver(call), cst.Name):
+            name = receiver(call).value
+            if name in self.converted:
+                self.calls.append((call, name))
+        return iter(())
+
+    def on_assign(self, target: cst.BaseExpression, value: cst.BaseExpression) -> Iterator[Diagnostic]:
+        if isinstance(target, cst.Name):
+            if isinstance(value, cst.Call) and callee_attr(value) == "convert_pt2e":
+                self.converted.add(target.value)
+            elif isinstance(value, cst.Name) and value.value in self.converted:
+                self.converted.add(target.value)
+            else:
+                self.converted.discard(target.value)
+        return iter(())
+
+
+class UncompiledPt2eModel(Rule):
+    """## What it does
+    Follows each name bound to `convert_pt2e(...)` through the module body and each function body
+    and reports a call of it (`q(x)`, `q.forward(x)`) when the same body never hands it to
+    `torch.compile`. Files that build an XNNPACK quantizer (lowered with executorch, not Inductor)
+    are not reported.
+
+    ## Why is this bad?
+    `convert_pt2e` returns a reference model: quantize / dequantize nodes around float ops. Only
+    Inductor (`torch.compile`) fuses those patterns into int8 kernels on x86; run as is, the model
+    computes in float with extra quantize and dequantize steps, usually slower than the float model.
+    It is correct, so nothing warns.
+
+    ## Fix safety
+    No automatic fix: compiling takes time and changes how the script runs. Wrap the converted
+    model: `with torch.no_grad(): compiled = torch.compile(converted)` and call `compiled`.
+
+    ## References
+    - [torchao: PT2E quantization with X86 backend through Inductor](https://docs.pytorch.org/ao/stable/tutorials_source/pt2e_quant_x86_inductor.html) ("lower into Inductor")
+    - issue 11 (int8 slower than float because the converted model was not compiled)
+    """
+
+    code = "QL509"
+    name = "uncompiled-pt2e-model"
+    severity = Severity.WARNING
+    flows = (Flow.PT2E,)
+    basis = (Basis.SOURCE,)
+    summary = "the result of convert_pt2e run for inference without torch.compile"
+    triggers = ("convert_pt2e",)
+    examples = (
+        Invalid(
+            """\
+import torch
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+
+def infer(prepared, batch):
+    converted = convert_pt2e(prepared)
+    with torch.no_grad():
+        return converted(batch)
+""",
+            lines=(8,),
+        ),
+        Valid(
+            """\
+import torch
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+
+def infer(prepared, batch):
+    converted = convert_pt2e(prepared)
+    with torch.no_grad():
+        compiled = torch.compile(converted)
+        return compiled(batch)
+"""
+        ),
+    )
+
+    def check_source(self, index) -> Iterator[Diagnostic]:
+        if "XNNPACKQuantizer" in index.source.text or "executorch" in index.source.text:
+            return
+        aliases = import_aliases(index.module)
+        for body in bodies(index):
+            scan = _ConvertedCalls(index, aliases)
+            list(scan.scan(body))
+            for call, name in scan.calls:
+                if name in scan.compiled:
+                    continue
+                message = (
+                    f"`{name}` (from `convert_pt2e`) runs without `torch.compile`: reference int8 ops, "
+                    f"usually slower than float; call `torch.compile({name})` under `torch.no_grad()`"
+                )
+                yield index.diagnostic(self.code, message, call)
