@@ -50,3 +50,40 @@ def test_old_tutorial_fixed_runs_end_to_end(qlint, write, tmp_path):
 def test_correct_resnet18_script_is_clean(qlint_json):
     _, found = qlint_json(EXAMPLES / "pt2e_resnet18.py", "--no-graph")
     assert [d for d in found if d["code"].startswith("QL5")] == []
+
+
+MIXED = """
+import torch
+from torch.ao.quantization.quantizer.x86_inductor_quantizer import X86InductorQuantizer, get_default_x86_inductor_quantization_config
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
+args = (torch.randn(1, 3, 16, 16),)
+exported = torch.export.export(model, args).module()
+quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+prepared = prepare_pt2e(exported, quantizer)
+prepared(*args)
+converted = convert_pt2e(prepared)
+out = converted(*args)
+print(sum("quantize_per_tensor" in str(n.target) for n in converted.graph.nodes))
+"""
+
+
+def test_mixed_ao_torchao_and_uncompiled(qlint, qlint_json, write):
+    script = write("mixed.py", MIXED)
+    _, found = qlint_json(script, "--no-graph")
+    # line 2: torch.ao quantizer with torchao's prepare_pt2e (and it no longer resolves);
+    # line 12: the converted model runs without torch.compile
+    assert [c for c in codes(found) if c[0].startswith("QL5")] == [("QL503", 2), ("QL505", 2), ("QL509", 12)]
+    qlint("check", script, "--no-graph", "--fix")
+    assert (
+        script.read_text()
+        .splitlines()[1]
+        .startswith("from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import")
+    )
+    _, found = qlint_json(script, "--no-graph")
+    assert [c for c in codes(found) if c[0].startswith("QL5")] == [("QL509", 12)]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    # what QL509 says: uncompiled, the converted model runs quantize/dequantize reference nodes
+    assert int(done.stdout.split()[-1]) > 0
