@@ -66,7 +66,7 @@ prepared(*args)
 converted = convert_pt2e(prepared)
 out = converted(*args)
 print(sum("quantize_per_tensor" in str(n.target) for n in converted.graph.nodes))
-"""
+"""  # noqa: E501
 
 
 def test_mixed_ao_torchao_and_uncompiled(qlint, qlint_json, write):
