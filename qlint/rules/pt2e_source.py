@@ -354,8 +354,8 @@ class EvalOnExportedModel(Rule):
     ## Why is this bad?
     An exported module is a graph: batch norm and dropout were captured in the mode the model had
     at export, and `.eval()` / `.train()` no longer change them. torch makes the exported module's
-    `.eval()` and `.train()` raise (`NotImplementedError: Calling train() or eval() is not
-    supported for exported models`); torchao's `move_exported_model_to_eval` /
+    `.eval()` and `.train()` raise (`NotImplementedError: Calling eval() is not supported yet.`,
+    torch 2.14); torchao's `move_exported_model_to_eval` /
     `move_exported_model_to_train` rewrite the batch-norm and dropout nodes instead.
 
     ## Fix safety
