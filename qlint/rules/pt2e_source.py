@@ -47,6 +47,16 @@ def _imports(index) -> Iterator[ImportLine]:
     return iter(found)
 
 
+def may_have_moved(module: str, name: str | None = None) -> bool:
+    """A move of ``pt2e_imports.MOVES`` applies to the import: only then are packages imported to ask."""
+    for move in pt2e_imports.MOVES:
+        if move.old_name is None and (module == move.old_module or module.startswith(move.old_module + ".")):
+            return True
+        if move.old_name is not None and move.old_module == module and move.old_name == name:
+            return True
+    return False
+
+
 def _alias_text(name: str, asname: cst.AsName | None) -> str:
     alias = get_full_name_for_node(asname.name) if asname is not None else None
     return f"{name} as {alias}" if alias and alias != name else name
@@ -67,7 +77,8 @@ def _rewrite_from(module: str, node: cst.ImportFrom, only: set[str] | None = Non
     moved: list[str] = []
     for alias in node.names if not isinstance(node.names, cst.ImportStar) else ():
         name = get_full_name_for_node(alias.name) or ""
-        home = pt2e_imports.moved_import(module, name) if only is None or name in only else None
+        asked = (only is None or name in only) and may_have_moved(module, name)
+        home = pt2e_imports.moved_import(module, name) if asked else None
         if home is None and only is not None and name in only:
             home = pt2e_imports.new_home(module, name)
         if home is None:
@@ -164,10 +175,10 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86Induct
                 module = get_full_name_for_node(node.module) or ""
                 if module.split(".")[0] not in pt2e_imports.IMPORTABLE:
                     continue
-                homes = [
-                    (name, pt2e_imports.moved_import(module, name))
-                    for name in (get_full_name_for_node(a.name) or "" for a in node.names)
-                ]
+                names = [get_full_name_for_node(a.name) or "" for a in node.names]
+                if not any(may_have_moved(module, name) for name in names):
+                    continue  # nothing is imported to answer (a --no-graph check stays torch-free)
+                homes = [(name, pt2e_imports.moved_import(module, name)) for name in names]
                 homes = [(n, h) for n, h in homes if h is not None]
                 if not homes:
                     continue
@@ -185,7 +196,7 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86Induct
             else:
                 for alias in node.names:
                     module = get_full_name_for_node(alias.name) or ""
-                    if module.split(".")[0] not in pt2e_imports.IMPORTABLE:
+                    if module.split(".")[0] not in pt2e_imports.IMPORTABLE or not may_have_moved(module):
                         continue
                     home = pt2e_imports.moved_import(module)
                     if home is None or home.replacement:
