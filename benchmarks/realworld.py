@@ -30,6 +30,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -118,10 +119,11 @@ def torchvision_entries() -> list[Entry]:
             candidates = [DEFAULT_SHAPE]  # the model's transform resizes to its own min_size anyway
         else:
             candidates = [(1, 3, s, s) for s in _side_candidates(max(64, min_side), crop_side, 224)]
+        expr = f"{_public_path(builder)}({', '.join(kwargs)})"
         entries.append(
-            Entry("torchvision", name, ["torchvision"], f"{_public_path(builder)}({', '.join(kwargs)})", candidates)
+            Entry("torchvision", name, ["torchvision"], expr, candidates, {"params": meta.get("num_params")})
         )
-    return entries
+    return sorted(entries, key=lambda e: e.notes["params"] or 0)  # small models first: a partial run covers more
 
 
 def _timm_family_choice(cache: Path) -> dict[str, str]:
@@ -582,6 +584,17 @@ def real_text(r: dict) -> str:
     return f"{r['stage']}: {r['error_type']}: {r['error'][:160]}"
 
 
+def signature(r: dict) -> str:
+    """The real error without the model: ``aten::add.out on QuantizedCPU``, ``AssertionError: Embedding ...``."""
+    if r["ok"]:
+        return "runs"
+    found = re.search(r"Could not run '([^']+)' with arguments from the '([^']+)' backend", r["error"])
+    if found:
+        return f"{r['stage']}: {found.group(1)} on {found.group(2)}"
+    message = re.sub(r"\b\d+\b", "N", r["error"])[:90]
+    return f"{r['stage']}: {r['error_type']}: {message}"
+
+
 def ratio(a: int, b: int) -> str:
     return f"{a / b:.3f}" if b else "n/a"
 
@@ -645,6 +658,15 @@ def report(rows: list[dict], out=sys.stdout) -> None:
     )
     for (k, stage, etype), n in sorted(stages.items(), key=lambda x: (-x[1], x[0])):
         p(f"- {k}: {stage} {etype or '(ok)'}: {n}")
+    p()
+    p("## Mismatches by real error")
+    for kind in KINDS:
+        by_error: dict[str, list[str]] = defaultdict(list)
+        for r in rows:
+            if judged(r, kind) and (not r["real"][kind]["ok"]) != predicted(r, kind):
+                by_error[signature(r["real"][kind])].append(r["id"])
+        for sig, ids in sorted(by_error.items(), key=lambda x: (-len(x[1]), x[0])):
+            p(f"- {kind} ({'missed' if sig != 'runs' else 'false alarm'}) x{len(ids)}: {sig}: {', '.join(ids)}")
     p()
     for kind in KINDS:
         for title, want_real_fail in (("missed: the real flow fails, qlint reports no error", True),
