@@ -159,9 +159,12 @@ class Rule:
     def runs_on_source(self) -> bool:
         return type(self).check_source is not Rule.check_source
 
+    def has_graph_check(self) -> bool:
+        return type(self).check_graph is not Rule.check_graph
+
     def runs_on_graph(self) -> bool:
         """A graph check, or QL001/QL002 (reported while building and tracing)."""
-        return type(self).check_graph is not Rule.check_graph or (Basis.GRAPH in self.basis and self.family == "QL0")
+        return self.has_graph_check() or (Basis.GRAPH in self.basis and self.family == "QL0")
 
     def has_fix(self) -> bool:
         return type(self).fix is not Rule.fix

@@ -54,16 +54,7 @@ def source_rules(enabled: frozenset[str]) -> list[Rule]:
 
 
 def graph_rules(enabled: frozenset[str]) -> list[Rule]:
-    return [r for c, r in rules().items() if c in enabled and type(r).check_graph is not Rule.check_graph]
-
-
-def source_rules_wanted(enabled: frozenset[str], text: str) -> bool:
-    """Whether any enabled source rule could fire on ``text``, by its trigger words.
-
-    Decided before libcst is imported: a file with nothing to find costs nothing. Every source rule
-    declares its trigger words (a test holds them to it).
-    """
-    return any(any(t in text for t in r.triggers) for r in source_rules(enabled))
+    return [r for c, r in rules().items() if c in enabled and r.has_graph_check()]
 
 
 def wants_graph(enabled: frozenset[str]) -> bool:
