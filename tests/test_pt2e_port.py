@@ -11,6 +11,8 @@ import pytest
 import torch
 from conftest import ROOT
 
+from qlint.rules.registry import rules
+
 EXAMPLES = ROOT / "examples"
 # ported example -> (its eager original, extra arguments of the fix)
 PORTED = {
@@ -32,6 +34,19 @@ def test_ported_example_is_what_the_fix_writes_and_converges(name, tmp_path, qli
     _, found = qlint_json(path, "--no-graph")
     assert not [d for d in found if d["severity"] == "error"], found
     assert not [d for d in found if d["code"] == "QL414"]
+
+
+@pytest.mark.parametrize(("select", "ports"), [("QL4", False), ("ALL", False), ("QL414", True), ("QL414,QL403", True)])
+def test_port_is_offered_only_when_ql414_is_selected_by_its_code(select, ports, tmp_path, qlint):
+    example = rules()["QL414"].invalid()[0]  # eager PTQ with a calibration batch: nothing else to fix
+    path = tmp_path / "quantize.py"
+    path.write_text(example.source)
+    code, out, err = qlint("check", "--select", select, "--fix", "--unsafe-fixes", "--no-graph", path)
+    assert err == "", err
+    if ports:
+        assert "Fixed 1 problem" in out and path.read_text() == example.fixed
+    else:  # reported, left to the family's other fixes
+        assert "QL414" in out and "Fixed 0 problems" in out and path.read_text() == example.source
 
 
 def test_unportable_pipeline_is_reported_without_a_fix(tmp_path, qlint_json):

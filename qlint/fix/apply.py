@@ -120,11 +120,11 @@ def apply_fixes(text: str, fixes: Sequence[Fix]) -> tuple[str, list[Fix]]:
 
 
 def resolved_settings(settings: Settings, path: str) -> Settings:
-    """Settings whose enabled codes do not depend on the file name (the candidate lives elsewhere)."""
-    from qlint.engine import enabled_codes
-
-    enabled = enabled_codes(settings, path)
-    return replace(settings, select=tuple(sorted(enabled)), ignore=(), per_file_ignores={})
+    """Settings whose enabled codes do not depend on the file name (the candidate lives elsewhere): the
+    per-file ignores that match ``path`` join ``ignore``; ``select`` stays as written (a rule whose fix
+    is ``fix_only_when_selected`` reads whether its code is named there)."""
+    ignore = settings.selection(path)[1]
+    return replace(settings, ignore=ignore, extend_ignore=(), per_file_ignores={})
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from qlint.config import Settings
 from qlint.context import FileContext
 from qlint.diagnostics import Diagnostic
-from qlint.rules.registry import rules
+from qlint.rules.registry import rules, select_codes, selected_by_code
 from qlint.source.file import SourceFile
 
 
@@ -32,12 +32,15 @@ def attach_fixes(
     here = os.path.abspath(source.path)
     wanted: dict[str, list[tuple[int, Diagnostic]]] = {}
     has_class = re.search(r"^\s*class\s", source.text, re.M) is not None
+    named = by_code(settings, source.path)
     for index, diag in enumerate(out):
         rule = rules().get(diag.code)
         if rule is None or not rule.has_fix() or diag.fix is not None:
             continue
         if rule.fix_edits_class and not has_class:
             continue  # the model's code is all in a library (torchvision): that is `qlint emit`
+        if rule.fix_only_when_selected and diag.code not in named:
+            continue  # e.g. QL414's port: `--select QL414`, not `--select QL4` or ALL
         if os.path.abspath(diag.span.path) == here:
             wanted.setdefault(diag.code, []).append((index, diag))
     if not wanted or not source.ok:
@@ -57,3 +60,11 @@ def attach_fixes(
         for index, fix in found.items():
             out[index] = out[index].with_changes(fix=fix)
     return out
+
+
+def by_code(settings: Settings | None, path: str) -> frozenset[str]:
+    """The codes enabled for ``path`` that ``settings`` select by their own code (none without settings)."""
+    if settings is None:
+        return frozenset()
+    select, ignore = settings.selection(path)
+    return selected_by_code(settings.select, settings.extend_select, select_codes(select, ignore))

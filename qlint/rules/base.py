@@ -116,6 +116,9 @@ class Rule:
     fix_order: ClassVar[int] = 9  # lower fixes are applied first in a round
     fix_alone: ClassVar[bool] = False  # applied only in a round where no other fix is
     fix_edits_class: ClassVar[bool] = False  # the fix edits a class of the checked file
+    # the fix is offered only when the rule is selected by its own code (`--select QL414`), not by a
+    # prefix (`QL4`) or `ALL`: a rewrite too large to come with a family's fixes
+    fix_only_when_selected: ClassVar[bool] = False
     triggers: ClassVar[tuple[str, ...]] = ()  # words a file must contain for check_source to run
     examples: ClassVar[tuple[Example, ...]] = ()
 

@@ -27,7 +27,10 @@ def basis_text(rule: Rule) -> str:
 
 
 def fix_text(rule: Rule) -> str:
-    return rule.fix_availability.value + (f": {rule.fix_title}" if rule.fix_title else "")
+    text = rule.fix_availability.value + (f": {rule.fix_title}" if rule.fix_title else "")
+    if rule.fix_only_when_selected:
+        text += f", only when selected by its code (`--select {rule.code}`, not a prefix or `ALL`)"
+    return text
 
 
 def _sections(doc: str) -> dict[str, str]:

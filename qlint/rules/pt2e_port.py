@@ -126,6 +126,7 @@ class EagerFlowDeprecated(Rule):
     fix_availability = FixAvailability.SOMETIMES
     fix_title = "unsafe (ports the pipeline to torch.export + X86InductorQuantizer + torch.compile)"
     fix_alone = True
+    fix_only_when_selected = True  # a rewrite of the whole pipeline: only when asked for by its code
     triggers = ("prepare",)
     examples = (
         Invalid(
@@ -346,10 +347,7 @@ class Net(nn.Module):
 
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         mine = [(i, d) for i, d in items if isinstance(d.data, EagerPipeline) and not d.data.blockers]
-        selected = ctx.settings.select if ctx.settings is not None else None
-        # a rewrite of the whole pipeline: only when asked for by name (the fix loop resolves the selection
-        # to codes, so "by name" is: no other rule but qlint's own QL0xx is enabled)
-        if not mine or self.code not in (selected or ()) or any(c != self.code and c[:3] != "QL0" for c in selected):
+        if not mine:
             return {}
         shape = ctx.settings.input_shape if ctx.settings is not None else None
         if shape is None and ctx.settings is not None:

@@ -43,6 +43,14 @@ def select_codes(select: Iterable[str] | None, ignore: Iterable[str] | None) -> 
 ALWAYS_REPORTED = "QL000"
 
 
+def selected_by_code(
+    select: Iterable[str] | None, extend_select: Iterable[str], enabled: frozenset[str]
+) -> frozenset[str]:
+    """The ``enabled`` codes that ``select`` / ``extend_select`` name by their own code (``QL414``, not
+    ``QL4`` or ``ALL``)."""
+    return frozenset(enabled & {*(select or ()), *extend_select})
+
+
 def unknown_selectors(selectors: Iterable[str]) -> list[str]:
     """The selectors that name no rule: not ``ALL`` and not a prefix of a defined code (``QL130``, ``QL1O1``)."""
     codes = rules()
