@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from qlint.config import Settings, clear_cache, load_settings, with_pragmas
 from qlint.diagnostics import Diagnostic, Severity, Span
+from qlint.model.pt2e_quiet import quiet_imports
 from qlint.rules import registry
 from qlint.source.file import SourceFile, UnreadableFile
 from qlint.source.imports import worth_building
@@ -175,7 +176,8 @@ def _preload(sources: Iterable[SourceFile]) -> None:
     modules = ["ctypes", "torch", "torchvision", "qlint.model.check", "qlint.context", "qlint.source.index"]
     if any("torchao" in s.text for s in sources):
         modules.append("torchao")
-    fork.preload(modules)
+    with quiet_imports():  # torchao's import-time log line is not about the checked file
+        fork.preload(modules)
 
 
 def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...]) -> tuple[list[Diagnostic], list]:
