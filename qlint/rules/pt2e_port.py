@@ -97,15 +97,19 @@ class EagerFlowDeprecated(Rule):
     - `prepare(m)` becomes `torch.export.export(m.eval(), example_inputs).module()` then
       `prepare_pt2e(exported, quantizer)` (`prepare_qat_pt2e` for QAT, no `.eval()`); the example
       input is the script's own (the tensor later fed to the model, the first batch of its
-      calibration loop, `prepare_fx`'s `example_inputs`), else `torch.randn(<the input shape qlint
+      calibration loop, the tensor a function of the file feeds the model it is handed, in the
+      caller's terms, `prepare_fx`'s `example_inputs`), else `torch.randn(<the input shape qlint
       knows>)` with a comment; with no calibration, that input calibrates once;
     - a second `prepare` of an already prepared model goes (PT2E keeps its observers), and a stub
       wrapper around it (`QuantWrapper`, a class of the file holding `QuantStub`s) becomes the model;
-    - `convert(m)` becomes `convert_pt2e(m)`; a converted model called later in the same function is
-      wrapped in `torch.compile` and the rest of the function runs under `torch.no_grad()`;
+    - `convert(m)` becomes `convert_pt2e(m)`; a converted model called later in the same function
+      (or handed to a function of the file that calls it) is wrapped in `torch.compile` and the rest of the function runs under `torch.no_grad()`;
       `torch.jit.script` of it becomes `torch.compile`;
     - `.eval()` / `.train()` on the exported model become `move_exported_model_to_eval/train`;
       quantization imports left unused go; torchao imports are added from their homes.
+
+    The exported model is specialised to the example input's shape: a script that feeds it other
+    shapes needs `dynamic_shapes` in `torch.export.export` (the port does not add them).
 
     Not ported (the finding then has no fix, and says why): a custom `QConfig(...)`, `torch.jit.save`,
     quantized-tensor calls (`quantize_per_tensor`, `int_repr`, ...), a `prepare` whose result qlint
@@ -293,6 +297,56 @@ model = prepare_pt2e(exported, quantizer)
 for _ in range(4):
     model(torch.rand(1, 3, 16, 16))
 model = convert_pt2e(model)
+""",
+        ),
+        Invalid(
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import QuantWrapper, convert, get_default_qconfig, prepare
+
+
+def evaluate(net, size=32):
+    with torch.no_grad():
+        net(torch.rand(1, 3, size, size))
+
+
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = get_default_qconfig("x86")
+prepare(model, inplace=True)
+evaluate(model)
+convert(model, inplace=True)
+evaluate(net=model)
+""",
+            lines=(13,),
+            unsafe=True,
+            fixed="""\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import QuantWrapper
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+    X86InductorQuantizer,
+    get_default_x86_inductor_quantization_config,
+)
+
+
+def evaluate(net, size=32):
+    with torch.no_grad():
+        net(torch.rand(1, 3, size, size))
+
+
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+quantizer = X86InductorQuantizer()
+quantizer.set_global(get_default_x86_inductor_quantization_config())
+example_inputs = (torch.rand(1, 3, 32, 32),)  # the input evaluate() feeds the model
+exported = torch.export.export(model.eval(), example_inputs).module()
+model = prepare_pt2e(exported, quantizer)
+evaluate(model)
+model = convert_pt2e(model)
+model = torch.compile(model)
+with torch.no_grad():
+    evaluate(net=model)
 """,
         ),
         Valid(
@@ -643,6 +697,8 @@ class _Port(cst.CSTTransformer):
             if self.last_qconfig.get(fn) is not small:
                 return []
             qat = self.qat or "qat" in code(qconfig)
+            if isinstance(qconfig, cst.IfExp):
+                self.notes.append("the qconfig chosen by a condition became the x86 default (per-channel weights)")
             lines = list(XNNPACK_NOTE) if "qnnpack" in self.a.module.code else []
             config = (
                 "get_default_x86_inductor_quantization_config(is_qat=True)"
@@ -750,12 +806,36 @@ class _Port(cst.CSTTransformer):
         return after
 
     def _called_later(self, small, name: str) -> bool:
+        """``name`` is called after ``small``, here or in a function of the file it is handed to."""
         for s in self._body_after(small):
             for c in calls(s):
-                func = c.func.value if isinstance(c.func, cst.Attribute) and c.func.attr.value == "forward" else c.func
-                if isinstance(func, cst.Name) and func.value == name:
+                if _model_call(c, {name}) or any(True for _ in self._inputs_in_callee(c, {name})):
                     return True
         return False
+
+    def _inputs_in_callee(self, call: cst.Call, names: set[str]) -> Iterator[cst.BaseExpression]:
+        """When ``call`` hands the model (one of ``names``) to a function of the file: the inputs that
+        function feeds it, written in the caller's terms (the callee's parameters replaced by the
+        arguments and defaults of ``call``; None where an input reads the callee's own names)."""
+        fn = self.a.functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if fn is None or not isinstance(fn.body, cst.IndentedBlock):
+            return
+        bound = _bind(fn, call)
+        params = [p for p, arg in bound.items() if isinstance(arg, cst.Name) and arg.value in names]
+        if not params:
+            return
+        for s, _ in walk(fn.body.body):
+            for c in calls(s):
+                if not _model_call(c, set(params)):
+                    continue
+                if len(c.args) != 1 or c.args[0].keyword is not None or c.args[0].star:
+                    yield None
+                    continue
+                arg = c.args[0].value
+                if _free_names(arg) - set(self.a.aliases) <= set(bound):
+                    yield _substitute(arg, bound)
+                else:
+                    yield None
 
     def _calibrated(self, small, name: str) -> bool:
         for s in self._body_after(small):
@@ -779,8 +859,10 @@ class _Port(cst.CSTTransformer):
         bound_before = _names_bound_before(body, small)
         for s in self._body_after(small):
             for c in calls(s):
-                func = c.func.value if isinstance(c.func, cst.Attribute) and c.func.attr.value == "forward" else c.func
-                if not (isinstance(func, cst.Name) and func.value in names) or len(c.args) != 1:
+                for arg in self._inputs_in_callee(c, names):
+                    if arg is not None and _free_names(arg) <= bound_before | set(self.a.aliases):
+                        return f"example_inputs = ({code(arg)},)  # the input {code(c.func)}() feeds the model"
+                if not _model_call(c, names) or len(c.args) != 1:
                     continue
                 arg = c.args[0].value
                 if isinstance(arg, cst.Name) and arg.value in bound_before:
@@ -860,6 +942,45 @@ def _drop_if_empty(node: cst.For | cst.If):
     if empty and node.orelse is None:
         return cst.RemoveFromParent()
     return node
+
+
+def _model_call(call: cst.Call, names: set[str]) -> bool:
+    """``call`` runs one of the models ``names``: ``m(x)`` or ``m.forward(x)``."""
+    func = call.func.value if isinstance(call.func, cst.Attribute) and call.func.attr.value == "forward" else call.func
+    return isinstance(func, cst.Name) and func.value in names
+
+
+def _bind(fn: cst.FunctionDef, call: cst.Call) -> dict[str, cst.BaseExpression]:
+    """``fn``'s parameters -> the expressions ``call`` passes them (their defaults where it passes none)."""
+    params = [*fn.params.posonly_params, *fn.params.params]
+    bound = {p.name.value: p.default for p in [*params, *fn.params.kwonly_params] if p.default is not None}
+    positional = [a.value for a in call.args if a.keyword is None and not a.star]
+    for param, value in zip(params, positional, strict=False):  # a *args call binds what it can
+        bound[param.name.value] = value
+    for arg in call.args:
+        if arg.keyword is not None:
+            bound[arg.keyword.value] = arg.value
+    return bound
+
+
+def _substitute(expr: cst.BaseExpression, values: dict[str, cst.BaseExpression]) -> cst.BaseExpression:
+    """``expr`` with the names in ``values`` replaced by their expressions (attribute and keyword names stay)."""
+
+    class Swap(cst.CSTTransformer):
+        def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+            return values.get(original.value, updated)
+
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            return True
+
+        def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
+            return updated.with_changes(attr=original.attr)
+
+        def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+            return updated.with_changes(keyword=original.keyword)
+
+    result = expr.visit(Swap())
+    return result if isinstance(result, cst.BaseExpression) else expr
 
 
 def _for_targets(body: Sequence[cst.BaseStatement]) -> dict[str, tuple[str, int | None]]:
