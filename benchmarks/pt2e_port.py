@@ -1,11 +1,13 @@
-"""The PT2E ports of seed 002 and seed 004 (examples/*_pt2e.py, written by QL414's fix) against their eager flow.
+"""The PT2E ports of seeds 000, 002 and 004 (examples/*_pt2e.py, written by QL414's fix) against their eager flow.
 
 For each: the float model, the eager int8 model (the script's own eager pipeline on the same weights
-and data) and the ported script's compiled PT2E int8 model; prints the ms of one forward of each
-(one run, after a warm-up) and the SQNR of both int8 outputs against float.
+and data) and the ported script's compiled PT2E int8 model (``torch.compile`` of ``convert_pt2e``'s
+result, as the port writes it). Prints the SQNR of both int8 outputs against float and the ms of one
+forward of each: the three models called in turn (the order rotating each round), the first call of
+each excluded (it compiles the PT2E one), the median over the rounds and its spread (quartiles, min-max).
 
-Run: ``python benchmarks/pt2e_port.py [--shape 224]`` (2 threads). ``tests/test_pt2e_port.py`` runs
-the same code at a small shape without timing.
+Run: ``nice -n 10 python benchmarks/pt2e_port.py [--rounds 15] [--shape 224]`` (2 threads).
+``tests/test_pt2e_port.py`` runs the same code at small shapes without timing.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,9 +28,32 @@ import torch.ao.quantization as tq
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def sqnr(ref: torch.Tensor, got: torch.Tensor) -> float:
-    noise = (ref.float() - got.float()).pow(2).mean()
-    return float(10 * torch.log10(ref.float().pow(2).mean() / noise.clamp_min(1e-20)))
+def flat(out) -> torch.Tensor:
+    """A model's output (a tensor or a tuple of them) as one float vector."""
+    parts = out if isinstance(out, (tuple, list)) else (out,)
+    return torch.cat([p.float().flatten() for p in parts])
+
+
+def sqnr(ref, got) -> float:
+    ref, got = flat(ref), flat(got)
+    noise = (ref - got).pow(2).mean()
+    return float(10 * torch.log10(ref.pow(2).mean() / noise.clamp_min(1e-20)))
+
+
+@dataclass
+class Compared:
+    """One example's three models on one input; ``pt2e_out`` is what the ported script's model gave."""
+
+    reference: torch.nn.Module
+    eager: torch.nn.Module
+    pt2e: Callable
+    x: torch.Tensor
+    pt2e_out: object
+
+    def sqnrs(self) -> dict[str, float]:
+        with torch.no_grad():
+            ref, eager_out = self.reference(self.x), self.eager(self.x)
+        return {"sqnr_eager_db": sqnr(ref, eager_out), "sqnr_pt2e_db": sqnr(ref, self.pt2e_out)}
 
 
 def load_script(name: str, replace: dict[str, str] | None = None):
@@ -53,15 +81,58 @@ class Recorder(torch.nn.Module):
         return out
 
 
-def timed(fn, *args) -> tuple[torch.Tensor, float]:
+def interleaved(models: dict[str, Callable], x: torch.Tensor, rounds: int) -> dict[str, list[float]]:
+    """ms of one call of each model, ``rounds`` times, the models in turn (the first call of each excluded)."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    order = list(models)
     with torch.no_grad():
-        fn(*args)  # warm-up (compiles a compiled model)
-        start = time.perf_counter()
-        out = fn(*args)
-    return out, (time.perf_counter() - start) * 1000
+        for model in models.values():
+            model(x)  # the first call: compiles a compiled model, allocates an eager one
+        for turn in range(rounds):
+            for name in order[turn % len(order) :] + order[: turn % len(order)]:
+                start = time.perf_counter()
+                models[name](x)
+                times[name].append((time.perf_counter() - start) * 1000)
+    return times
 
 
-def seed002(size: int, timing: bool = False) -> dict:
+def spread(values: list[float]) -> str:
+    q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return f"{median:7.1f} ms (quartiles {q1:.1f}-{q3:.1f}, min-max {min(values):.1f}-{max(values):.1f})"
+
+
+def seed000(size: int = 256) -> Compared:
+    """seed 000: FaceBoxes, eager PTQ (fuse_model, fbgemm qconfig, 4 calibration images) vs the port."""
+    replace = {"1, 3, 256, 256": f"1, 3, {size}, {size}"}
+    torch.manual_seed(0)
+    base = load_script("seed000_faceboxes.py").FaceBoxesMobNet("test").eval()
+    calibration = [torch.rand(1, 3, size, size) for _ in range(4)]
+    models = {}
+    for name in ("seed000_faceboxes.py", "seed000_faceboxes_pt2e.py"):
+        script = load_script(name, replace)
+        script.FaceBoxesMobNet = lambda phase: copy.deepcopy(base)
+        seen: list = []
+
+        def calibrate(net, device="cpu", batches=4):  # the script's loop on the same images
+            with torch.no_grad():
+                for image in calibration[:batches]:
+                    net(image)
+
+        def speed_test(net=None, device="cpu", iters=5, _seen=seen):  # records the model; timed below
+            _seen.append(net)
+            return 0.0
+
+        script.run_evaluation, script.run_speed_test = calibrate, speed_test
+        script.run_static_quantization()
+        models[name] = seen[-1]  # the model of the speed test after quantization
+    x = torch.rand(1, 3, size, size)
+    port = models["seed000_faceboxes_pt2e.py"]
+    with torch.no_grad():
+        pt2e_out = port(x)
+    return Compared(base, models["seed000_faceboxes.py"], port, x, pt2e_out)
+
+
+def seed002(size: int = 224) -> Compared:
     """seed 002: vgg16, eager `default_qconfig` PTQ (with stubs and one calibration batch) vs the port."""
     replace = {"224, 224": f"{size}, {size}", "range(100)": "range(1)"}
     torch.manual_seed(0)
@@ -87,10 +158,10 @@ def seed002(size: int, timing: bool = False) -> dict:
     with torch.no_grad():
         eager(img)
     tq.convert(eager, inplace=True)
-    return _results(base.eval(), eager, compiled[0].model, img, pt2e_out, timing)
+    return Compared(base.eval(), eager, compiled[0].model, img, pt2e_out)
 
 
-def seed004(timing: bool = False) -> dict:
+def seed004() -> Compared:
     """seed 004: resnet18 QAT, the eager script vs its port, both from the same weights and batches."""
     torch.manual_seed(0)
     base = load_script("seed004_resnet18_qat.py").build_resnet()
@@ -122,27 +193,28 @@ def seed004(timing: bool = False) -> dict:
     reference.eval()
     eager, port = runs["seed004_resnet18_qat.py"], runs["seed004_resnet18_qat_pt2e.py"]
     (x,), pt2e_out = port.calls[0]
-    return _results(reference, eager.model, port.model, x, pt2e_out, timing)
-
-
-def _results(reference, eager, pt2e, x, pt2e_out, timing: bool) -> dict:
-    with torch.no_grad():
-        ref, eager_out = reference(x), eager(x)
-    out = {"sqnr_eager_db": sqnr(ref, eager_out), "sqnr_pt2e_db": sqnr(ref, pt2e_out)}
-    if timing:
-        out["float_ms"] = timed(reference, x)[1]
-        out["eager_int8_ms"] = timed(eager, x)[1]
-        out["pt2e_int8_ms"] = timed(pt2e, x)[1]
-    return out
+    return Compared(reference, eager.model, port.model, x, pt2e_out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shape", type=int, default=224, help="seed 002's image size")
+    parser.add_argument("--rounds", type=int, default=15, help="timed calls of each model")
+    parser.add_argument("--shape", type=int, default=224, help="seed 002's image size (seed 000: 256, seed 004: 64)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    for name, result in (("seed002", seed002(args.shape, timing=True)), ("seed004", seed004(timing=True))):
-        print(name, " ".join(f"{k}={v:.2f}" for k, v in result.items()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds")
+    for name, build in (("seed000", seed000), ("seed002", lambda: seed002(args.shape)), ("seed004", seed004)):
+        compared = build()
+        db = compared.sqnrs()
+        times = interleaved(
+            {"float eager": compared.reference, "eager int8": compared.eager, "PT2E compiled int8": compared.pt2e},
+            compared.x,
+            args.rounds,
+        )
+        print(f"{name} input {tuple(compared.x.shape)}")
+        for model, values in times.items():
+            print(f"  {model:19s} {spread(values)}")
+        print(f"  SQNR vs float: eager int8 {db['sqnr_eager_db']:.1f} dB, PT2E int8 {db['sqnr_pt2e_db']:.1f} dB")
 
 
 if __name__ == "__main__":
