@@ -4,6 +4,7 @@ as close to float as the eager flow's."""
 
 from __future__ import annotations
 
+import runpy
 import shutil
 import sys
 
@@ -79,3 +80,31 @@ def test_ported_examples_run_and_match_the_eager_flow(seed):
     result = compared.sqnrs()
     print(seed, result)
     assert result["sqnr_pt2e_db"] >= result["sqnr_eager_db"] - 1.0, result
+
+
+FIXED_EXAMPLES = [e.fixed for e in rules()["QL414"].invalid()]
+
+
+@pytest.mark.parametrize("index", range(len(FIXED_EXAMPLES)))
+def test_ported_rule_example_converges_with_no_pt2e_error(index, tmp_path, qlint, qlint_json):
+    path = tmp_path / "ported.py"
+    path.write_text(FIXED_EXAMPLES[index])
+    code, out, err = qlint("check", "--select", "QL414", "--fix", "--unsafe-fixes", "--no-graph", path)
+    assert code == 0 and "Fixed 0 problems" in out and path.read_text() == FIXED_EXAMPLES[index], out
+    _, found = qlint_json(path, "--select", "QL5")
+    assert not [d for d in found if d["severity"] == "error"], found
+
+
+@pytest.mark.slow  # torch.export (and torch.compile for three of them) of small models
+@pytest.mark.parametrize("index", range(len(FIXED_EXAMPLES)))
+def test_ported_rule_example_runs_end_to_end(index, tmp_path):
+    """The port's text runs (export, prepare, calibrate or train, convert), and its int8 model then
+    answers its example input."""
+    path = tmp_path / "ported.py"
+    path.write_text(FIXED_EXAMPLES[index])
+    torch.set_num_threads(2)
+    namespace = runpy.run_path(str(path))
+    model = namespace.get("qmodel", namespace["model"])
+    with torch.no_grad():
+        out = model(*namespace["example_inputs"])
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
