@@ -299,19 +299,20 @@ class Net(nn.Module):
         ),
         Valid(
             """\
-import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
         self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
 
     def forward(self, x):
-        x = self.conv1(x)
-        x = torch.relu(x)
+        x = self.relu(self.conv1(x))
+        x = F.max_pool2d(x, 2)
         return self.conv2(x)
 """,
             args=PT2E,
@@ -494,7 +495,7 @@ if __name__ == "__main__":
     model = build()
     exported = torch.export.export(model, (torch.randn(1, 3, 8, 8),)).module()
 """,
-            lines=(13,),
+            lines=(9,),
             args=PT2E,
         ),
         Valid(
