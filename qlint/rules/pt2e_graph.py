@@ -326,7 +326,7 @@ class Net(nn.Module):
             for fact in ops_left_float(graph):
                 yield Diagnostic(
                     self.code,
-                    f"{_counts(fact.ops)} stay float between quantized ops under the {graph.quantizer_name} "
+                    f"{_counts(fact.ops)} {'stays' if fact.count == 1 else 'stay'} float between quantized ops under the {graph.quantizer_name} "
                     f"quantizer (a dequantize -> float -> quantize round trip each): {_why(graph, fact)}",
                     fact.span,
                     related=fact.related,
