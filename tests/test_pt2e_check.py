@@ -52,7 +52,8 @@ def test_correct_resnet18_script_gets_no_finding(qlint_json):
 
 
 def test_resnet18_exported_non_strict_quantizes_nothing_and_says_why(write, qlint_json):
-    path = write("resnet.py", "import torchvision\n\n\ndef build():\n    return torchvision.models.resnet18(weights=None)\n")
+    text = "import torchvision\n\n\ndef build():\n    return torchvision.models.resnet18(weights=None)\n"
+    path = write("resnet.py", text)
     _, found = qlint_json(path, "--flow", "pt2e")
     assert codes(found) == [("QL506", 5)]
     message = found[0]["message"]
