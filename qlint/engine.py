@@ -225,12 +225,12 @@ _QUANTIZER_MODULES = {
 
 def check_source(
     source: SourceFile, settings: Settings, checked: tuple[str, ...]
-) -> tuple[list[Diagnostic], list, list]:
+) -> tuple[list[Diagnostic], list | None, list]:
     """All diagnostics for one file, suppressed, filtered, deduplicated and sorted; the models the eager
     graph path analysed (a later stage, e.g. the fixes, reuses them); and, on the PT2E flow, the
     coverage statistics of each annotated graph."""
     enabled = enabled_codes(settings, source.path)
-    models: list = []
+    models: list | None = []
     coverage: list = []
     if not source.ok:
         found = [source.syntax_error]
@@ -245,6 +245,7 @@ def check_source(
         ):
             if pt2e:
                 found += _pt2e_diagnostics(source, settings, checked, enabled, coverage)
+                models = None  # no eager analysis: a fix that needs the eager models builds them itself
             else:
                 from qlint.model.check import load_models
 

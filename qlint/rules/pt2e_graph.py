@@ -235,7 +235,7 @@ class Net(nn.Module):
             if fact is None:
                 continue
             why = "; ".join(c.message for c in fact.causes) or "qlint cannot tell why"
-            related = tuple(Related(c.span, c.kind) for c in fact.causes if c.span is not None)
+            related = tuple(Related(c.span, f"cause ({c.kind})") for c in fact.causes if c.span is not None)
             yield Diagnostic(
                 self.code,
                 f"the {fact.quantizer} quantizer annotates none of the {fact.compute_ops} compute ops of "
