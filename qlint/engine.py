@@ -98,7 +98,7 @@ def check_many(
         else:
             waiting.append((i, source, settings, directory, entry))
     if waiting:
-        _preload([source for _, source, *_ in waiting], *[settings for _, _, settings, *_ in waiting[:1]])
+        _preload([(source, settings) for _, source, settings, *_ in waiting])
         tasks = [
             fork.Task(_checker(source, settings, checked, stage), settings.timeout)
             for _, source, settings, *_ in waiting
@@ -126,7 +126,7 @@ def check_isolated(
     if not runs_user_code(source, settings):
         diagnostics, models, _ = check_source(source, settings, checked)
         return stage(diagnostics, source, settings, checked, models) if stage is not None else diagnostics
-    _preload([source], settings)
+    _preload([(source, settings)])
     (value,) = fork.run_tasks([fork.Task(_checker(source, settings, checked, stage), settings.timeout)], 1)
     return could_not_finish(source, settings, value) if isinstance(value, fork.Failure) else value[0]
 
@@ -196,20 +196,20 @@ def _stage_name(stage: Stage | None) -> str:
     return "" if stage is None else f"{getattr(stage, '__module__', '')}.{getattr(stage, '__qualname__', stage)}"
 
 
-def _preload(sources: list[SourceFile], settings: Settings | None = None) -> None:
+def _preload(files: list[tuple[SourceFile, Settings]]) -> None:
     """Import torch and qlint's graph path here (never user code), once, so each child starts warm.
 
     For files checked with the PT2E flow: torchao, qlint's PT2E path and the quantizer they use (the
     x86 one imports torch._inductor, seconds: only when a file needs it)."""
     modules = ["ctypes", "torch", "torchvision", "qlint.model.check", "qlint.context", "qlint.source.index"]
-    if any("torchao" in s.text for s in sources):
+    if any("torchao" in s.text for s, _ in files):
         modules.append("torchao")
-    pt2e = [s for s in sources if settings is not None and flow_of(s, settings) == "pt2e"]
+    pt2e = [(s, settings) for s, settings in files if flow_of(s, settings) == "pt2e"]
     if pt2e:
         from qlint.model.pt2e_check import quantizer_name_for
 
         modules += ["torchao", "qlint.model.pt2e_check", "torch.export"]
-        modules += [_QUANTIZER_MODULES.get(quantizer_name_for(s, settings), "") for s in pt2e]
+        modules += [_QUANTIZER_MODULES.get(quantizer_name_for(s, settings), "") for s, settings in pt2e]
     from qlint.model.pt2e_quiet import quiet_imports
 
     with quiet_imports():  # torchao's import-time log noise is not about the checked files
