@@ -102,7 +102,12 @@ class Net(nn.Module):
                 site = _grad_site(span.path, region.lines[0]) if region.lines else None
                 related = region.related
                 if site is not None:
-                    related = (*related, Related(span, "first op under it"))[:4] if site[0] != span.line else related
+                    note = (
+                        "first op under it"
+                        if span.line in region.lines
+                        else "first op under it: its module, built here"
+                    )
+                    related = (*related, Related(span, note))[:4] if site[0] != span.line else related
                     span = Span(span.path, site[0], site[1])
                 where = f"`{region.module}`" if region.module else f"`{_model_name(graph)}`"
                 compute = f" ({region.compute_ops} compute)" if region.compute_ops else ""
