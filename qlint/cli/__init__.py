@@ -181,18 +181,14 @@ def _check(args: argparse.Namespace) -> int:
     _validate(args, files)
     pt2e_error = _pt2e_unavailable(args, files)
     if pt2e_error:
-        overrides["no_graph"] = True  # the source rules still run
+        overrides["no_graph"] = True  # the source rules still run; the run ends with exit 2
+        errors = [*errors, pt2e_error]
     if args.fix or args.diff:
         from qlint.cli.fix import run_fix
 
-        code = run_fix(args, files, errors, overrides)
-    else:
-        with output_stream(args.output_file) as out:
-            code = _report(args, files, errors, overrides, out)
-    if pt2e_error:
-        print(f"qlint: error: {pt2e_error}", file=sys.stderr)
-        return 2
-    return code
+        return run_fix(args, files, errors, overrides)
+    with output_stream(args.output_file) as out:
+        return _report(args, files, errors, overrides, out)
 
 
 def _pt2e_unavailable(args: argparse.Namespace, files: list[str]) -> str | None:
@@ -201,6 +197,10 @@ def _pt2e_unavailable(args: argparse.Namespace, files: list[str]) -> str | None:
 
     if args.no_graph:
         return None
+    import importlib.util
+
+    if args.quantizer == "xnnpack" and importlib.util.find_spec("executorch") is None:
+        return "--quantizer xnnpack needs executorch (`pip install executorch`), which is not installed"
     clear_cache()
     asked = args.flow == "pt2e" or (
         args.flow is None and any(load_settings(p, {"config": args.config}).flow == "pt2e" for p in files)
