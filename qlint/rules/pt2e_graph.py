@@ -17,8 +17,13 @@ from qlint.rules.base import Basis, Flow, Invalid, Rule, Valid
 PT2E = ("--flow", "pt2e")
 
 
+MAX_OPS = 6  # op types named in a message; the rest are counted
+
+
 def _counts(pairs: tuple[tuple[str, int], ...]) -> str:
-    return ", ".join(f"`{op}`" + (f" x{n}" if n > 1 else "") for op, n in pairs)
+    named = ", ".join(f"`{op}`" + (f" x{n}" if n > 1 else "") for op, n in pairs[:MAX_OPS])
+    rest = len(pairs) - MAX_OPS
+    return named + (f" and {rest} more op type{'s' if rest > 1 else ''}" if rest > 0 else "")
 
 
 def _model_name(graph) -> str:
@@ -332,7 +337,8 @@ class Net(nn.Module):
                 yield Diagnostic(
                     self.code,
                     f"{_counts(fact.ops)} {'stays' if fact.count == 1 else 'stay'} float between quantized ops under the {graph.quantizer_name} "
-                    f"quantizer (a dequantize -> float -> quantize round trip each): {_why(graph, fact)}",
+                    f"quantizer (a dequantize -> float -> quantize round trip each): {_why(graph, fact)}; "
+                    "`--statistics` lists the float ops by op type and module",
                     fact.span,
                     related=fact.related,
                     model=graph.spec.name,
@@ -347,7 +353,8 @@ def _why(graph, fact) -> str:
         node = graph.node(name)
         ops = by_reason.setdefault(node.reason_text or "unknown", {})
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    parts = [f"{_counts(tuple(ops.items()))}: {reason}" for reason, ops in by_reason.items()]
+    ranked = sorted(by_reason.items(), key=lambda item: -sum(item[1].values()))
+    parts = [f"{_counts(tuple(sorted(ops.items(), key=lambda kv: -kv[1])))}: {reason}" for reason, ops in ranked]
     return parts[0].split(": ", 1)[1] if len(parts) == 1 else "; ".join(parts)
 
 
