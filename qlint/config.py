@@ -26,9 +26,13 @@ KNOWN_KEYS = (
     "input-shape",
     "timeout",
     "cache-dir",
+    "flow",
+    "quantizer",
 )
 DEFAULT_TIMEOUT = 120.0  # seconds a file's import, build and trace may take before it is QL001
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
+FLOWS = ("eager", "pt2e")
+QUANTIZERS = ("x86", "xnnpack", "arm")
 
 
 class ConfigError(Exception):
@@ -54,6 +58,8 @@ class Settings:
     jobs: int | None = None  # ``--jobs N``: files checked in parallel (None: the cores)
     config_dir: str | None = None  # the folder of the file holding [tool.qlint]: config paths are relative to it
     config_file: str | None = None  # that file (pyproject.toml, or ``--config PATH``)
+    flow: str | None = None  # ``--flow`` / ``flow``: eager or pt2e (None: PT2E for a file calling prepare_pt2e)
+    quantizer: str | None = None  # ``--quantizer`` / ``quantizer`` (None: the one the file builds, else the host's)
 
     @classmethod
     def default(cls) -> Settings:
@@ -120,6 +126,13 @@ def check_backend(name: str) -> str:
     return name
 
 
+def check_choice(key: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a ConfigError naming them."""
+    if value not in choices:
+        raise ConfigError(f"unknown {key} {value!r}: expected one of {', '.join(choices)}")
+    return str(value)
+
+
 def clear_cache() -> None:
     """Forget pyproject lookups (one run sees one state of the files; the next may differ)."""
     _pyproject_with_table.cache_clear()
@@ -180,6 +193,12 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
     cache_dir = table.get("cache-dir")
     if cache_dir is not None and not isinstance(cache_dir, str):
         raise ConfigError(f"{source}: [tool.qlint] cache-dir must be a path")
+    flow, quantizer = table.get("flow"), table.get("quantizer")
+    try:
+        flow = check_choice("flow", flow, FLOWS) if flow is not None else None
+        quantizer = check_choice("quantizer", quantizer, QUANTIZERS) if quantizer is not None else None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: [tool.qlint] {exc}") from None
     base = Path(config_dir or ".")
     models = str_list("models")
     for item in models:
@@ -206,6 +225,8 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
         cache_dir=str(base / cache_dir) if cache_dir is not None else None,
         config_dir=config_dir,
         config_file=source,
+        flow=flow,
+        quantizer=quantizer,
     )
 
 

@@ -33,6 +33,8 @@ class FileResult:
     source: SourceFile | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     error: str | None = None  # qlint could not check this file at all (exit 2)
+    coverage: list = field(default_factory=list)  # PT2E flow: a pt2e_facts.Statistics per annotated graph
+    flow: str = "eager"  # the flow the file was checked with (eager, pt2e)
 
 
 def enabled_codes(settings: Settings, path: str) -> frozenset[str]:
@@ -75,6 +77,7 @@ def check_many(
     """Check each (path, settings): in this process when no user code would run, else from the cache
     or in a forked child; a child that fails gives QL001 at the file."""
     results: list[FileResult | None] = [None] * len(plans)
+    settings_of = dict(plans)
     waiting: list[tuple[int, SourceFile, Settings, str | None, str | None]] = []
     for i, (path, settings) in enumerate(plans):
         try:
@@ -83,32 +86,36 @@ def check_many(
             results[i] = FileResult(path, None, error=str(exc))
             continue
         if not runs_user_code(source, settings):
-            diagnostics, models = check_source(source, settings, checked)
+            diagnostics, models, coverage = check_source(source, settings, checked)
             if stage is not None:
                 diagnostics = stage(diagnostics, source, settings, checked, models)
-            results[i] = FileResult(path, source, diagnostics)
+            results[i] = FileResult(path, source, diagnostics, coverage=coverage)
             continue
         directory = cache.cache_dir(settings) if use_cache else None
         entry = cache.key(path, source.text, settings, checked, _stage_name(stage)) if directory else None
         hit = cache.load(directory, entry) if directory and entry else None
         if hit is not None:
-            results[i] = FileResult(path, source, hit)
+            results[i] = FileResult(path, source, hit[0], coverage=hit[1])
         else:
             waiting.append((i, source, settings, directory, entry))
     if waiting:
-        _preload(source for _, source, *_ in waiting)
+        _preload([(source, settings) for _, source, settings, *_ in waiting])
         tasks = [
             fork.Task(_checker(source, settings, checked, stage), settings.timeout)
             for _, source, settings, *_ in waiting
         ]
         for (i, source, settings, directory, entry), value in zip(waiting, fork.run_tasks(tasks, jobs), strict=True):
+            coverage: list = []
             if isinstance(value, fork.Failure):
                 diagnostics = could_not_finish(source, settings, value)
             else:
-                diagnostics = value
+                diagnostics, coverage = value
                 if directory and entry:
-                    cache.store(directory, entry, diagnostics)
-            results[i] = FileResult(source.path, source, diagnostics)
+                    cache.store(directory, entry, diagnostics, coverage)
+            results[i] = FileResult(source.path, source, diagnostics, coverage=coverage)
+    for result in results:
+        if result is not None and result.source is not None:
+            result.flow = flow_of(result.source, settings_of[result.path])
     return results  # type: ignore[return-value]
 
 
@@ -118,16 +125,35 @@ def check_isolated(
     """``check_source`` of ``source`` (whose file may be a temporary copy), then ``stage``, in a child
     when user code would run; not cached. The fix loop lints its candidate texts with this."""
     if not runs_user_code(source, settings):
-        diagnostics, models = check_source(source, settings, checked)
+        diagnostics, models, _ = check_source(source, settings, checked)
         return stage(diagnostics, source, settings, checked, models) if stage is not None else diagnostics
-    _preload([source])
+    _preload([(source, settings)])
     (value,) = fork.run_tasks([fork.Task(_checker(source, settings, checked, stage), settings.timeout)], 1)
-    return could_not_finish(source, settings, value) if isinstance(value, fork.Failure) else value
+    return could_not_finish(source, settings, value) if isinstance(value, fork.Failure) else value[0]
 
 
 def runs_user_code(source: SourceFile, settings: Settings) -> bool:
     """True when checking ``source`` may import it (the graph path, or a fix that builds its models)."""
-    return source.ok and not settings.no_graph and worth_building(source, settings)
+    return (
+        source.ok and not settings.no_graph and worth_building(source, settings) and _graph_possible(source, settings)
+    )
+
+
+def flow_of(source: SourceFile, settings: Settings) -> str:
+    """``eager`` or ``pt2e``: ``--flow`` / ``flow``, else PT2E for a file calling ``prepare_pt2e``."""
+    from qlint.source.pt2e_flow import flow_of as flow_of_text
+
+    return flow_of_text(source.text, settings.flow) if source.ok else "eager"
+
+
+def _graph_possible(source: SourceFile, settings: Settings) -> bool:
+    """The PT2E graph path needs torchao (without it, ``--flow pt2e`` is a CLI error and the source
+    rules run alone; a file picked for PT2E by its ``prepare_pt2e`` call gets its source rules)."""
+    if flow_of(source, settings) != "pt2e":
+        return True
+    from qlint.model.pt2e_quantizer import torchao_available
+
+    return torchao_available()
 
 
 def could_not_finish(source: SourceFile, settings: Settings, failure: fork.Failure) -> list[Diagnostic]:
@@ -143,11 +169,11 @@ def could_not_finish(source: SourceFile, settings: Settings, failure: fork.Failu
 
 
 def _checker(source: SourceFile, settings: Settings, checked: tuple[str, ...], stage: Stage | None):
-    def run() -> list[Diagnostic]:
-        diagnostics, models = check_source(source, settings, checked)
+    def run() -> tuple[list[Diagnostic], list]:
+        diagnostics, models, coverage = check_source(source, settings, checked)
         if stage is not None:
             diagnostics = stage(diagnostics, source, settings, checked, models)
-        return _portable(diagnostics)
+        return _portable(diagnostics), coverage
 
     return run
 
@@ -171,34 +197,81 @@ def _stage_name(stage: Stage | None) -> str:
     return "" if stage is None else f"{getattr(stage, '__module__', '')}.{getattr(stage, '__qualname__', stage)}"
 
 
-def _preload(sources: Iterable[SourceFile]) -> None:
-    """Import torch and qlint's graph path here (never user code), once, so each child starts warm."""
+def _preload(files: list[tuple[SourceFile, Settings]]) -> None:
+    """Import torch and qlint's graph path here (never user code), once, so each child starts warm.
+
+    For files checked with the PT2E flow: torchao, qlint's PT2E path and the quantizer they use (the
+    x86 one imports torch._inductor, seconds: only when a file needs it)."""
     modules = ["ctypes", "torch", "torchvision", "qlint.model.check", "qlint.context", "qlint.source.index"]
-    if any("torchao" in s.text for s in sources):
+    if any("torchao" in s.text for s, _ in files):
         modules.append("torchao")
-    with quiet_imports():  # torchao's import-time log line is not about the checked file
-        fork.preload(modules)
+    pt2e = [(s, settings) for s, settings in files if flow_of(s, settings) == "pt2e"]
+    if pt2e:
+        from qlint.model.pt2e_check import quantizer_name_for
+
+        modules += ["torchao", "qlint.model.pt2e_check", "torch.export"]
+        modules += [_QUANTIZER_MODULES.get(quantizer_name_for(s, settings), "") for s, settings in pt2e]
+    from qlint.model.pt2e_quiet import quiet_imports
+
+    with quiet_imports():  # torchao's import-time log noise is not about the checked files
+        fork.preload([m for m in dict.fromkeys(modules) if m])
 
 
-def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...]) -> tuple[list[Diagnostic], list]:
-    """All diagnostics for one file, suppressed, filtered, deduplicated and sorted; and the models the
-    graph path analysed (a later stage, e.g. the fixes, reuses them)."""
+_QUANTIZER_MODULES = {
+    "x86": "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer",
+    "arm": "torchao.quantization.pt2e.quantizer.arm_inductor_quantizer",
+    "xnnpack": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer",
+}
+
+
+def check_source(
+    source: SourceFile, settings: Settings, checked: tuple[str, ...]
+) -> tuple[list[Diagnostic], list | None, list]:
+    """All diagnostics for one file, suppressed, filtered, deduplicated and sorted; the models the eager
+    graph path analysed (a later stage, e.g. the fixes, reuses them); and, on the PT2E flow, the
+    coverage statistics of each annotated graph."""
     enabled = enabled_codes(settings, source.path)
-    models: list = []
+    models: list | None = []
+    coverage: list = []
     if not source.ok:
         found = [source.syntax_error]
     else:
         found = _source_diagnostics(source, enabled) + malformed_pragmas(source)
-        if not settings.no_graph and registry.wants_graph(enabled) and worth_building(source, settings):
-            from qlint.model.check import load_models
+        pt2e = flow_of(source, settings) == "pt2e"
+        if (
+            not settings.no_graph
+            and registry.wants_graph(enabled, pt2e)
+            and worth_building(source, settings)
+            and _graph_possible(source, settings)
+        ):
+            if pt2e:
+                found += _pt2e_diagnostics(source, settings, checked, enabled, coverage)
+                models = None  # no eager analysis: a fix that needs the eager models builds them itself
+            else:
+                from qlint.model.check import load_models
 
-            models, built = load_models(source, with_pragmas(settings, source), checked)
-            found += built
-            rules = registry.graph_rules(enabled)
-            for checked_model in models:
-                for qgraph in checked_model.graphs:
-                    found.extend(d for rule in rules for d in rule.check_graph(qgraph))
-    return finalize(found, source, enabled), models
+                models, built = load_models(source, with_pragmas(settings, source), checked)
+                found += built
+                rules = registry.graph_rules(enabled)
+                for checked_model in models:
+                    for qgraph in checked_model.graphs:
+                        found.extend(d for rule in rules for d in rule.check_graph(qgraph))
+    return finalize(found, source, enabled), models, coverage
+
+
+def _pt2e_diagnostics(
+    source: SourceFile, settings: Settings, checked: tuple[str, ...], enabled: frozenset[str], coverage: list
+) -> list[Diagnostic]:
+    """The PT2E graph path: each root model exported and annotated once, queried by every PT2E rule."""
+    from qlint.model.pt2e_check import coverage as coverage_of
+    from qlint.model.pt2e_check import load_pt2e_models
+
+    pt2e_models, found = load_pt2e_models(source, with_pragmas(settings, source), checked)
+    for rule in registry.pt2e_rules(enabled):
+        for pt2e_model in pt2e_models:
+            found.extend(rule.check_pt2e(pt2e_model))
+    coverage.extend(coverage_of(pt2e_models))
+    return found
 
 
 def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:

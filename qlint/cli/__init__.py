@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from qlint.cli.options import UsageError, add_fail_on, output_stream
-from qlint.config import BACKENDS, ConfigError, check_backend, parse_shape
+from qlint.config import BACKENDS, FLOWS, QUANTIZERS, ConfigError, check_backend, parse_shape
 from qlint.version import __version__
 
 
@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", metavar="PATH", help="use this pyproject.toml (or toml file) instead of the nearest")
     check.add_argument("--backend", type=_backend, help=f"quantized engine ({', '.join(BACKENDS)})")
     check.add_argument(
+        "--flow",
+        choices=FLOWS,
+        help="quantization flow to check the models for (default: pt2e for a file calling prepare_pt2e, else eager)",
+    )
+    check.add_argument(
+        "--quantizer",
+        choices=QUANTIZERS,
+        help="PT2E quantizer to ask (default: the one the file builds, else the host's: x86 on x86)",
+    )
+    check.add_argument(
         "--model",
         action="append",
         dest="model_exprs",
@@ -88,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes (with --fix)")
     check.add_argument("--diff", action="store_true", help="print the fixes as a diff, write nothing")
     check.add_argument("--show-fixes", action="store_true", help="list the fixes on offer (with --fix: those applied)")
-    check.add_argument("--statistics", action="store_true", help="print the number of findings of each code instead")
+    check.add_argument(
+        "--statistics",
+        action="store_true",
+        help="print the number of findings of each code instead (PT2E flow: and each model's quantized/float ops)",
+    )
     check.add_argument("--output-file", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
     check.add_argument("--quiet", "-q", action="store_true", help="print the findings only: no summary, no progress")
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto")
@@ -165,12 +179,41 @@ def _check(args: argparse.Namespace) -> int:
         raise UsageError('--model applies to a single file; use [tool.qlint] models = ["path.py:EXPR"] for several')
     overrides = _overrides(args)
     _validate(args, files)
+    pt2e_error = _pt2e_unavailable(args, files)
+    if pt2e_error:
+        overrides["no_graph"] = True  # the source rules still run; the run ends with exit 2
+        errors = [*errors, pt2e_error]
     if args.fix or args.diff:
         from qlint.cli.fix import run_fix
 
         return run_fix(args, files, errors, overrides)
     with output_stream(args.output_file) as out:
         return _report(args, files, errors, overrides, out)
+
+
+def _pt2e_unavailable(args: argparse.Namespace, files: list[str]) -> str | None:
+    """Why the PT2E flow asked for (``--flow pt2e`` or ``flow = "pt2e"``) cannot be checked here, or None."""
+    from qlint.config import clear_cache, load_settings
+
+    if args.no_graph:
+        return None
+    import importlib.util
+
+    if args.quantizer == "xnnpack" and importlib.util.find_spec("executorch") is None:
+        return "--quantizer xnnpack needs executorch (`pip install executorch`), which is not installed"
+    clear_cache()
+    asked = args.flow == "pt2e" or (
+        args.flow is None and any(load_settings(p, {"config": args.config}).flow == "pt2e" for p in files)
+    )
+    if not asked:
+        return None
+    from qlint.model.pt2e_quantizer import Pt2eUnavailable, require_torchao
+
+    try:
+        require_torchao()
+    except Pt2eUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -182,6 +225,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         "ignore": args.ignore,
         "extend_ignore": args.extend_ignore,
         "backend": args.backend,
+        "flow": args.flow,
+        "quantizer": args.quantizer,
         "model_exprs": tuple(args.model_exprs) if args.model_exprs else None,
         "models": () if args.model_exprs else None,  # --model replaces the configured models of the file
         "input_shape": args.input_shape,
@@ -234,7 +279,11 @@ def _report(args: argparse.Namespace, files: list[str], errors: list[str], overr
     if args.statistics:
         from qlint.report.statistics import render_statistics
 
-        render_statistics(diagnostics, "json" if args.format == "json" else "text", out)
+        pt2e = [r for r in results if r.flow == "pt2e" and r.source is not None]
+        coverage = (
+            [(r.path, stats) for r in pt2e for stats in r.coverage] if pt2e and not overrides.get("no_graph") else None
+        )
+        render_statistics(diagnostics, "json" if args.format == "json" else "text", out, coverage)
     elif args.quiet and args.format == "text":
         report.render_text(diagnostics, _sources(results), color=_color(args, out), out=out)
     else:

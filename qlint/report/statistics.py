@@ -31,16 +31,66 @@ def statistics(diagnostics: Sequence[Diagnostic]) -> list[dict]:
     return rows
 
 
-def render_statistics(diagnostics: Sequence[Diagnostic], fmt: str, out: TextIO) -> None:
-    """Text: ``count  code  [*] name`` lines (``[*]``: some have a safe fix); json: the rows."""
+def render_statistics(
+    diagnostics: Sequence[Diagnostic], fmt: str, out: TextIO, coverage: Sequence[tuple[str, object]] | None = None
+) -> None:
+    """Text: ``count  code  [*] name`` lines (``[*]``: some have a safe fix); json: the rows.
+
+    ``coverage`` (files checked with the PT2E flow): ``(path, pt2e_facts.Statistics)`` per annotated
+    model; text prints each model's table after the counts, json becomes ``{"codes": rows,
+    "coverage": [...]}``.
+    """
     rows = statistics(diagnostics)
     if fmt == "json":
-        out.write(json.dumps(rows, indent=2) + "\n")
+        data: object = (
+            rows if coverage is None else {"codes": rows, "coverage": [coverage_row(p, c) for p, c in coverage]}
+        )
+        out.write(json.dumps(data, indent=2) + "\n")
         return
     width = max((len(str(r["count"])) for r in rows), default=1)
     for r in rows:
         marker = "[*]" if r["fixable"] else "[ ]"
         out.write(f"{r['count']:>{width}}\t{r['code']}\t{marker} {r['name']} [{r['severity']}]\n")
+    if coverage is not None:
+        from qlint.model.pt2e_facts import render_statistics as render_coverage
+
+        out.write("\nPT2E coverage (ops the quantizer annotates, and the ops left float with the reason):\n")
+        if not coverage:
+            out.write("  no model was exported and annotated\n")
+        for path, stats in coverage:
+            out.write(f"{path}: {render_coverage(stats)}\n")
+
+
+def coverage_row(path: str, stats) -> dict:
+    """One model's PT2E coverage as JSON data."""
+
+    def groups(items) -> list[dict]:
+        return [
+            {
+                "key": g.key,
+                "module_type": g.module_type,
+                "count": g.count,
+                "between_quantized": g.between,
+                "reasons": dict(g.reasons),
+            }
+            for g in items
+        ]
+
+    return {
+        "filename": path,
+        "model": stats.model,
+        "quantizer": stats.quantizer,
+        "ops": stats.ops,
+        "annotated": stats.annotated,
+        "compute_ops": stats.compute_ops,
+        "compute_annotated": stats.compute_annotated,
+        "compute_by_op": [{"op": op, "total": t, "annotated": a} for op, t, a in stats.compute_by_op],
+        "left_float": stats.left_float,
+        "left_float_between_quantized": stats.left_float_between,
+        "left_float_by_op": groups(stats.left_float_by_op),
+        "left_float_by_module": groups(stats.left_float_by_module),
+        "prepare_error": stats.prepare_error,
+    }
 
 
 def render_fixes(diagnostics: Sequence[Diagnostic], out: TextIO) -> None:

@@ -21,6 +21,7 @@ from qlint.diagnostics import Diagnostic, Fix, Severity
 if TYPE_CHECKING:
     from qlint.context import FileContext
     from qlint.model.analysis import QGraph
+    from qlint.model.pt2e_check import Pt2eModel
     from qlint.source.index import SourceIndex
 
 DOCS_URL = "https://qlint.readthedocs.io/en/latest/rules/{code}.html"
@@ -99,7 +100,8 @@ class Rule:
     (any text the docstring puts under those headings follows the code block).
 
     Checks: ``check_source`` gets the file's ``SourceIndex`` (only when the file contains one of
-    ``triggers``), ``check_graph`` gets each analysed model's ``QGraph``. Rules with neither are
+    ``triggers``), ``check_graph`` gets each analysed model's ``QGraph`` (eager and FX flows),
+    ``check_pt2e`` each root model's exported, annotated ``Pt2eModel`` (PT2E flow). Rules with neither are
     reported by qlint itself (QL0xx: could not look) or by ``qlint verify`` (QL6xx: measured).
     Fix: ``fix`` gets the file's context and this rule's findings in it, and returns a ``Fix`` per
     finding index it can repair; it reads the typed facts the check put in ``Diagnostic.data``.
@@ -141,6 +143,11 @@ class Rule:
         """Findings in one analysed model."""
         return ()
 
+    def check_pt2e(self, model: Pt2eModel) -> Iterable[Diagnostic]:
+        """Findings in one root model on the PT2E path: exported, annotated by the quantizer
+        (``model.graphs``, the root's or its largest exportable submodules'), or why it did not export."""
+        return ()
+
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         """A fix per finding (by its index in ``items``) that this rule can repair in ``ctx``'s file."""
         return {}
@@ -165,9 +172,15 @@ class Rule:
     def has_graph_check(self) -> bool:
         return type(self).check_graph is not Rule.check_graph
 
+    def has_pt2e_check(self) -> bool:
+        return type(self).check_pt2e is not Rule.check_pt2e
+
+    def applies_to(self, flow: Flow) -> bool:
+        return flow in self.flows
+
     def runs_on_graph(self) -> bool:
-        """A graph check, or QL001/QL002 (reported while building and tracing)."""
-        return self.has_graph_check() or (Basis.GRAPH in self.basis and self.family == "QL0")
+        """A graph check (eager or PT2E), or QL001/QL002 (reported while building and tracing)."""
+        return self.has_graph_check() or self.has_pt2e_check() or (Basis.GRAPH in self.basis and self.family == "QL0")
 
     def has_fix(self) -> bool:
         return type(self).fix is not Rule.fix

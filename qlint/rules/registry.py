@@ -11,7 +11,7 @@ import pkgutil
 from collections.abc import Iterable
 from functools import cache
 
-from qlint.rules.base import REGISTRY, Rule
+from qlint.rules.base import REGISTRY, Flow, Rule
 
 _NOT_RULES = {"base", "registry", "docs", "catalog"}
 
@@ -62,9 +62,21 @@ def source_rules(enabled: frozenset[str]) -> list[Rule]:
 
 
 def graph_rules(enabled: frozenset[str]) -> list[Rule]:
-    return [r for c, r in rules().items() if c in enabled and r.has_graph_check()]
+    """The eager/FX graph checks (``check_graph`` over a traced QGraph)."""
+    return [
+        r
+        for c, r in rules().items()
+        if c in enabled and r.has_graph_check() and (r.applies_to(Flow.EAGER) or r.applies_to(Flow.FX))
+    ]
 
 
-def wants_graph(enabled: frozenset[str]) -> bool:
-    """A graph check, or QL001/QL002 (they come from building and tracing), is enabled."""
-    return any(r.runs_on_graph() for c, r in rules().items() if c in enabled)
+def pt2e_rules(enabled: frozenset[str]) -> list[Rule]:
+    """The PT2E graph checks (``check_pt2e`` over an exported, annotated model)."""
+    return [r for c, r in rules().items() if c in enabled and r.has_pt2e_check() and r.applies_to(Flow.PT2E)]
+
+
+def wants_graph(enabled: frozenset[str], pt2e: bool = False) -> bool:
+    """A graph check of the flow, or QL001/QL002 (they come from building and tracing), is enabled."""
+    if pt2e:
+        return any(r.has_pt2e_check() or r.code == "QL001" for c, r in rules().items() if c in enabled)
+    return any(r.runs_on_graph() and not r.has_pt2e_check() for c, r in rules().items() if c in enabled)

@@ -1,6 +1,7 @@
 """The result cache (ruff's idea): a file's diagnostics, keyed on everything that decides them.
 
-The key hashes the file's path and content, the contents of the project files it imports, qlint's
+The key hashes the file's path and content, the flow it is checked with (and the PT2E quantizer),
+the contents of the project files it imports, qlint's
 version and code, the Python, torch, torchvision and torchao versions, the host's quantized engine,
 the effective settings, the set of files checked together and the stage run after the check. A hit
 is read without importing torch. Entries are written to a temporary file and renamed into place, so
@@ -24,7 +25,7 @@ from qlint.diagnostics import Diagnostic
 from qlint.version import __version__
 from qlint.worker.imports import project_imports
 
-FORMAT = "1"
+FORMAT = "2"
 DIR_NAME = ".qlint_cache"
 
 
@@ -47,6 +48,7 @@ def key(path: str, text: str, settings: Settings, checked: tuple[str, ...], stag
     add(FORMAT, __version__, _qlint_code(), sys.version, _versions(), _host_engine())
     effective = replace(settings, timeout=0.0, jobs=None, no_cache=False, cache_dir=None)
     add(path, os.path.abspath(path), os.getcwd(), effective, checked, stage, text)
+    add(*_flow_and_quantizer(text, settings))
     for imported in project_imports(path, text):
         try:
             with open(imported, "rb") as fh:
@@ -56,22 +58,38 @@ def key(path: str, text: str, settings: Settings, checked: tuple[str, ...], stag
     return digest.hexdigest()
 
 
-def load(directory: str, entry: str) -> list[Diagnostic] | None:
+def _flow_and_quantizer(text: str, settings: Settings) -> tuple[str, str | None]:
+    """The flow the file is checked with and, for PT2E, the quantizer asked (the host's default included)."""
+    from qlint.model.pt2e_quantizer import default_quantizer_name
+    from qlint.source.pt2e_flow import PT2E, flow_of, pt2e_intent
+
+    flow = flow_of(text, settings.flow)
+    if flow != PT2E:
+        return flow, None
+    return flow, settings.quantizer or pt2e_intent(text).quantizer or default_quantizer_name()
+
+
+def load(directory: str, entry: str) -> tuple[list[Diagnostic], list] | None:
+    """(diagnostics, PT2E coverage statistics) kept under ``entry``, or None."""
     try:
         with open(os.path.join(directory, FORMAT, entry[:2], entry), "rb") as fh:
             value = pickle.load(fh)
     except Exception:  # noqa: BLE001 - missing, partial or from another qlint: a miss
         return None
-    return value if isinstance(value, list) and all(isinstance(d, Diagnostic) for d in value) else None
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], list)):
+        return None
+    diagnostics, coverage = value
+    return (diagnostics, coverage) if all(isinstance(d, Diagnostic) for d in diagnostics) else None
 
 
-def store(directory: str, entry: str, diagnostics: list[Diagnostic]) -> None:
-    """Keep ``diagnostics`` under ``entry``; a cache that cannot be written is skipped silently."""
+def store(directory: str, entry: str, diagnostics: list[Diagnostic], coverage: list | None = None) -> None:
+    """Keep ``diagnostics`` (and the PT2E coverage) under ``entry``; a cache that cannot be written is
+    skipped silently."""
     folder = os.path.join(directory, FORMAT, entry[:2])
     try:
         _prepare(directory)
         os.makedirs(folder, exist_ok=True)
-        data = pickle.dumps(diagnostics, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((diagnostics, coverage or []), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - read-only folder, or a finding that does not pickle
         return
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
