@@ -96,8 +96,9 @@ def main() -> None:
         med = statistics.median(values)
         spread = f"{min(values):.2f}-{max(values):.2f}"
         print(f"| {name:<10} | {med:>8.2f} | {spread:>13} | {med / floor:>7.2f} | {targets.get(name, ''):>6} |")
-    ratio = statistics.median(samples["folder-20"]) / statistics.median(samples["20-runs"])
-    print(f"folder-20 / 20-runs = {ratio:.2f}")
+    if "folder-20" in samples:  # --folder-runs 0 skips the folder rows
+        ratio = statistics.median(samples["folder-20"]) / statistics.median(samples["20-runs"])
+        print(f"folder-20 / 20-runs = {ratio:.2f}")
 
 
 if __name__ == "__main__":
