@@ -137,7 +137,7 @@ def could_not_finish(source: SourceFile, settings: Settings, failure: fork.Failu
     else:
         message = f"qlint could not check the file's models: {failure.reason}"
     enabled = enabled_codes(settings, source.path)
-    found = [*_source_diagnostics(source, enabled), Diagnostic("QL001", message, Span(source.path, 1, 1))]
+    found = [*_source_diagnostics(source, enabled, settings), Diagnostic("QL001", message, Span(source.path, 1, 1))]
     return finalize(found, source, enabled)
 
 
@@ -186,7 +186,7 @@ def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...
     if not source.ok:
         found = [source.syntax_error]
     else:
-        found = _source_diagnostics(source, enabled) + malformed_pragmas(source)
+        found = _source_diagnostics(source, enabled, settings) + malformed_pragmas(source)
         if not settings.no_graph and registry.wants_graph(enabled) and worth_building(source, settings):
             from qlint.model.check import load_models
 
@@ -199,7 +199,7 @@ def check_source(source: SourceFile, settings: Settings, checked: tuple[str, ...
     return finalize(found, source, enabled), models
 
 
-def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
+def _source_diagnostics(source: SourceFile, enabled: frozenset[str], settings: Settings) -> list[Diagnostic]:
     rules = [r for r in registry.source_rules(enabled) if any(t in source.text for t in r.triggers)]
     if not rules:
         return []
@@ -209,7 +209,11 @@ def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Dia
         index = index_of(source)
     except Exception as exc:  # noqa: BLE001 - libcst may lag behind the newest syntax; ast accepted the file
         return [source_pass_failed(source, exc, [r.code for r in rules])]
-    return [d for rule in rules for d in rule.check_source(index)]
+    return [
+        d
+        for rule in rules
+        for d in (rule.check_source(index, settings) if rule.reads_settings else rule.check_source(index))
+    ]
 
 
 def source_pass_failed(source: SourceFile, exc: Exception, codes: list[str]) -> Diagnostic:

@@ -99,7 +99,7 @@ class Rule:
     (any text the docstring puts under those headings follows the code block).
 
     Checks: ``check_source`` gets the file's ``SourceIndex`` (only when the file contains one of
-    ``triggers``), ``check_graph`` gets each analysed model's ``QGraph``. Rules with neither are
+    ``triggers``; and the file's ``Settings`` when ``reads_settings``), ``check_graph`` gets each analysed model's ``QGraph``. Rules with neither are
     reported by qlint itself (QL0xx: could not look) or by ``qlint verify`` (QL6xx: measured).
     Fix: ``fix`` gets the file's context and this rule's findings in it, and returns a ``Fix`` per
     finding index it can repair; it reads the typed facts the check put in ``Diagnostic.data``.
@@ -117,6 +117,7 @@ class Rule:
     fix_alone: ClassVar[bool] = False  # applied only in a round where no other fix is
     fix_edits_class: ClassVar[bool] = False  # the fix edits a class of the checked file
     triggers: ClassVar[tuple[str, ...]] = ()  # words a file must contain for check_source to run
+    reads_settings: ClassVar[bool] = False  # check_source(index, settings): the check reads a setting (target-cpu)
     examples: ClassVar[tuple[Example, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: object) -> None:
