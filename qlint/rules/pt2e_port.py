@@ -544,7 +544,9 @@ class _Port(cst.CSTTransformer):
         self.bodies: list[Sequence[cst.BaseStatement]] = [analysis.module.body]
         self.wrap_after: str | None = None  # the inserted `m = torch.compile(m)`: what follows runs under no_grad
         self.statement: cst.CSTNode | None = None
-        self.removed: set[int] = set()  # ids of placeholders for removed statements (their comments move on)
+        # placeholders for removed statements (their comments move on), by id; the value keeps each alive,
+        # so its id is never reused by a node built later (which would then be dropped too)
+        self.removed: dict[int, cst.SimpleStatementLine] = {}
         self.removed_fuse = False
         self.notes: list[str] = []
         self.qat = any(self.a.quant_attr(c, {"prepare_qat", "prepare_qat_fx"}) for c in calls(analysis.module))
@@ -605,7 +607,7 @@ class _Port(cst.CSTTransformer):
             return updated
         if not lines:
             placeholder = cst.SimpleStatementLine([cst.Pass()], leading_lines=original.leading_lines)
-            self.removed.add(id(placeholder))
+            self.removed[id(placeholder)] = placeholder
             return placeholder
         statements: list[cst.BaseStatement] = []
         comments: list[cst.EmptyLine] = list(original.leading_lines)
