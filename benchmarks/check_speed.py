@@ -108,7 +108,7 @@ def main() -> None:
         spread = f"{min(values):.2f}-{max(values):.2f}"
         base = pt2e_floor if name == "pt2e" else floor
         print(f"| {name:<10} | {med:>8.2f} | {spread:>13} | {med / base:>7.2f} | {targets.get(name, ''):>6} |")
-    if "folder-20" in samples:
+    if "folder-20" in samples:  # --folder-runs 0 skips the folder rows
         ratio = statistics.median(samples["folder-20"]) / statistics.median(samples["20-runs"])
         print(f"folder-20 / 20-runs = {ratio:.2f}")
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import fields
 
 from qlint.cli.options import check_selectors, check_settings
-from qlint.config import Settings, load_settings
+from qlint.config import Settings, check_target_cpu, load_settings
 from qlint.diagnostics import Diagnostic
 from qlint.engine import InputError, check_files, collect_files
 from qlint.fix.attach import attach_fixes
@@ -63,6 +63,8 @@ def _checked_overrides(overrides: dict[str, object]) -> dict[str, object]:
             out[key] = tuple(value)
         if out.get(key) is not None:
             check_selectors(out[key], key)
+    if out.get("target_cpu") is not None:
+        check_target_cpu(str(out["target_cpu"]))  # ConfigError naming the known CPUs
     return out
 
 

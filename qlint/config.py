@@ -28,11 +28,14 @@ KNOWN_KEYS = (
     "cache-dir",
     "flow",
     "quantizer",
+    "target-cpu",
 )
 DEFAULT_TIMEOUT = 120.0  # seconds a file's import, build and trace may take before it is QL001
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
 FLOWS = ("eager", "pt2e")
 QUANTIZERS = ("x86", "xnnpack", "arm")
+# the CPU the model is deployed on: "host" reads this machine; x86-avx2 is any x86 CPU without AVX-512 VNNI
+TARGET_CPUS = ("host", "x86-vnni", "x86-avx2", "arm")
 
 
 class ConfigError(Exception):
@@ -56,6 +59,7 @@ class Settings:
     no_cache: bool = False  # ``--no-cache``: neither read nor write the result cache
     cache_dir: str | None = None  # ``cache-dir``, resolved against the pyproject.toml holding it
     jobs: int | None = None  # ``--jobs N``: files checked in parallel (None: the cores)
+    target_cpu: str = "host"  # ``--target-cpu``, ``target-cpu``: the deployment CPU (one of TARGET_CPUS)
     config_dir: str | None = None  # the folder of the file holding [tool.qlint]: config paths are relative to it
     config_file: str | None = None  # that file (pyproject.toml, or ``--config PATH``)
     flow: str | None = None  # ``--flow`` / ``flow``: eager or pt2e (None: PT2E for a file calling prepare_pt2e)
@@ -133,6 +137,12 @@ def check_choice(key: str, value: object, choices: tuple[str, ...]) -> str:
     return str(value)
 
 
+def check_target_cpu(name: str) -> str:
+    if name not in TARGET_CPUS:
+        raise ConfigError(f"unknown target CPU {name!r}: expected one of {', '.join(TARGET_CPUS)}")
+    return name
+
+
 def clear_cache() -> None:
     """Forget pyproject lookups (one run sees one state of the files; the next may differ)."""
     _pyproject_with_table.cache_clear()
@@ -199,6 +209,9 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
         quantizer = check_choice("quantizer", quantizer, QUANTIZERS) if quantizer is not None else None
     except ConfigError as exc:
         raise ConfigError(f"{source}: [tool.qlint] {exc}") from None
+    target_cpu = table.get("target-cpu", "host")
+    if target_cpu not in TARGET_CPUS:
+        raise ConfigError(f"{source}: [tool.qlint] target-cpu must be one of {', '.join(TARGET_CPUS)}")
     base = Path(config_dir or ".")
     models = str_list("models")
     for item in models:
@@ -223,6 +236,7 @@ def settings_from_table(table: dict, source: str, config_dir: str | None) -> Set
         ),
         timeout=float(timeout),
         cache_dir=str(base / cache_dir) if cache_dir is not None else None,
+        target_cpu=target_cpu,
         config_dir=config_dir,
         config_file=source,
         flow=flow,

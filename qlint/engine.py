@@ -164,7 +164,7 @@ def could_not_finish(source: SourceFile, settings: Settings, failure: fork.Failu
     else:
         message = f"qlint could not check the file's models: {failure.reason}"
     enabled = enabled_codes(settings, source.path)
-    found = [*_source_diagnostics(source, enabled), Diagnostic("QL001", message, Span(source.path, 1, 1))]
+    found = [*_source_diagnostics(source, enabled, settings), Diagnostic("QL001", message, Span(source.path, 1, 1))]
     return finalize(found, source, enabled)
 
 
@@ -211,7 +211,6 @@ def _preload(files: list[tuple[SourceFile, Settings]]) -> None:
 
         modules += ["torchao", "qlint.model.pt2e_check", "torch.export"]
         modules += [_QUANTIZER_MODULES.get(quantizer_name_for(s, settings), "") for s, settings in pt2e]
-    from qlint.model.pt2e_quiet import quiet_imports
 
     with quiet_imports():  # torchao's import-time log noise is not about the checked files
         fork.preload([m for m in dict.fromkeys(modules) if m])
@@ -236,7 +235,7 @@ def check_source(
     if not source.ok:
         found = [source.syntax_error]
     else:
-        found = _source_diagnostics(source, enabled) + malformed_pragmas(source)
+        found = _source_diagnostics(source, enabled, settings) + malformed_pragmas(source)
         pt2e = flow_of(source, settings) == "pt2e"
         if (
             not settings.no_graph
@@ -274,7 +273,7 @@ def _pt2e_diagnostics(
     return found
 
 
-def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Diagnostic]:
+def _source_diagnostics(source: SourceFile, enabled: frozenset[str], settings: Settings) -> list[Diagnostic]:
     rules = [r for r in registry.source_rules(enabled) if any(t in source.text for t in r.triggers)]
     if not rules:
         return []
@@ -284,7 +283,11 @@ def _source_diagnostics(source: SourceFile, enabled: frozenset[str]) -> list[Dia
         index = index_of(source)
     except Exception as exc:  # noqa: BLE001 - libcst may lag behind the newest syntax; ast accepted the file
         return [source_pass_failed(source, exc, [r.code for r in rules])]
-    return [d for rule in rules for d in rule.check_source(index)]
+    return [
+        d
+        for rule in rules
+        for d in (rule.check_source(index, settings) if rule.reads_settings else rule.check_source(index))
+    ]
 
 
 def source_pass_failed(source: SourceFile, exc: Exception, codes: list[str]) -> Diagnostic:

@@ -158,3 +158,41 @@ def test_a_path_given_twice_is_checked_once(project, qlint):
     assert out.splitlines() == ["1\tQL405\t[*] deprecated-quantization-namespace [info]"]
     code, out, _ = qlint("check", ".", "a.py", "--no-graph", "--format", "json", cwd=project)
     assert sorted(d["filename"].split("/")[-1] for d in json.loads(out)) == ["a.py", "b.py", "broken.py"]
+
+
+# QL411 on line 3 when the deployment CPU is an x86 CPU without VNNI; source rules only (--no-graph)
+REDUCE_RANGE_OFF = (
+    "import torch\n"
+    "from torch.ao.quantization import HistogramObserver, QConfig, default_weight_observer\n"
+    "qconfig = QConfig(activation=HistogramObserver.with_args(reduce_range=False), weight=default_weight_observer)\n"
+)
+
+
+def test_target_cpu_from_the_config_and_the_command_line(write, tmp_path, qlint):
+    write("pyproject.toml", '[tool.qlint]\ntarget-cpu = "x86-avx2"\n')
+    write("q.py", REDUCE_RANGE_OFF)
+    code, out, _ = qlint("check", "q.py", "--no-graph", "--select", "QL411", cwd=tmp_path)
+    assert code == 1 and "q.py:3:58: QL411" in out and "x86 CPU without AVX-512 VNNI" in out
+    code, out, _ = qlint("check", "q.py", "--no-graph", "--select", "QL411", "--target-cpu", "x86-vnni", cwd=tmp_path)
+    assert code == 0 and "QL411" not in out  # the command line wins over the config
+    write("pyproject.toml", '[tool.qlint]\ntarget-cpu = "skylake"\n')
+    code, out, err = qlint("check", "q.py", "--no-graph", cwd=tmp_path)
+    assert code == 2 and "target-cpu must be one of host, x86-vnni, x86-avx2, arm" in err
+    assert "All checks passed" not in out
+
+
+def test_target_cpu_defaults_to_this_host(write, tmp_path, qlint):
+    from qlint.rules.engines import host_cpu
+
+    write("q.py", REDUCE_RANGE_OFF)
+    code, default, _ = qlint("check", "q.py", "--no-graph", "--select", "QL411", cwd=tmp_path)
+    named = host_cpu()
+    if named is None:
+        pytest.skip("this host's CPU cannot be read")
+    code_named, out_named, _ = qlint(
+        "check", "q.py", "--no-graph", "--select", "QL411", "--target-cpu", named, cwd=tmp_path
+    )
+    assert code == code_named and ("q.py:3:58: QL411" in default) == ("q.py:3:58: QL411" in out_named)
+    assert (code == 1) == (named == "x86-avx2")
+    if code == 1:
+        assert "this host, an x86 CPU without AVX-512 VNNI" in default

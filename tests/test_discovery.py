@@ -292,3 +292,33 @@ def test_a_source_pass_that_fails_is_reported_not_silent(write, qlint_json, monk
     _, diags = qlint_json(path, "--no-graph")
     assert [(d["code"], d["location"]["row"]) for d in diags] == [("QL000", 3)]
     assert "libcst" in diags[0]["message"] and "QL403" in diags[0]["message"]
+
+
+INIT_ON_A_LEAF = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.scale = nn.Parameter(torch.empty(8))
+        self.scale.{fill}  # {comment}
+
+    def forward(self, x):
+        return self.conv(x) * self.scale.view(1, -1, 1, 1)
+"""
+
+
+def test_random_init_on_meta_builds_or_fails_as_on_the_cpu(write, qlint_json):
+    # qlint builds on the meta device, where it skips the work of normal_/uniform_ (no values to fill):
+    # a fill that torch rejects still fails the build, one it accepts still builds
+    rejected = write("leaf.py", INIT_ON_A_LEAF.format(fill="normal_(0, 1)", comment="a leaf requiring grad: raises"))
+    _, found = qlint_json(rejected, "--select", "QL001")
+    assert [(d["code"], d["message"].split(":")[0]) for d in found] == [
+        ("QL001", "building `Net()` raised RuntimeError")
+    ]
+    accepted = write("nograd.py", INIT_ON_A_LEAF.format(fill="data.uniform_(-1, 1)", comment="accepted"))
+    _, found = qlint_json(accepted, "--select", "QL001,QL101")
+    assert codes(found) == [("QL101", 13)]  # built, traced and checked: the float input reaching the conv

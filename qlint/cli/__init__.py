@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from qlint.cli.options import UsageError, add_fail_on, output_stream
-from qlint.config import BACKENDS, FLOWS, QUANTIZERS, ConfigError, check_backend, parse_shape
+from qlint.config import BACKENDS, FLOWS, QUANTIZERS, TARGET_CPUS, ConfigError, check_backend, parse_shape
 from qlint.version import __version__
 
 
@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to build the model of a single file, e.g. 'Net(num_classes=10)' (replaces configured models)",
     )
     check.add_argument("--input-shape", type=_shape, metavar="SHAPE", help="e.g. 1x3x224x224")
+    check.add_argument(
+        "--target-cpu",
+        choices=TARGET_CPUS,
+        help="the CPU the model is deployed on (default: host, this machine; x86-avx2: x86 without AVX-512 VNNI)",
+    )
     check.add_argument("--no-graph", action="store_true", help="source rules only: never import or run the file")
     check.add_argument(
         "--timeout", type=_seconds, metavar="SECONDS", help="per-file limit on importing and tracing (default 120)"
@@ -235,6 +240,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "timeout": args.timeout,
         "no_cache": True if args.no_cache else None,
         "jobs": args.jobs,
+        "target_cpu": args.target_cpu,
     }
 
 

@@ -1,4 +1,4 @@
-"""QGraph: the traced model as a networkx DiGraph, annotated in one forward pass.
+"""QGraph: the traced model as a DiGraph, annotated in one forward pass.
 
 Every node carries its module (qualified name and type), its source location, and the kind of
 tensor it produces once eager ``convert`` has run (float / quantized / none / unknown).
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 
-import networkx as nx
 import torch
 import torch.fx as fx
 import torch.nn as nn
@@ -28,6 +27,7 @@ from qlint.config import Settings
 from qlint.diagnostics import Diagnostic, Related, Severity, Span
 from qlint.model import frames as fr
 from qlint.model import support
+from qlint.model.digraph import DiGraph
 from qlint.model.loader import ModelSpec, quiet
 from qlint.model.trace import Traced, float_functional_op, input_shape_guess, run_float_functional
 
@@ -64,7 +64,7 @@ _SCALAR_ATTRS = {"shape", "dtype", "device", "ndim", "is_quantized", "requires_g
 
 @dataclass
 class NodeFacts:
-    """What the pass learned about one node (stored as the networkx node attributes)."""
+    """What the pass learned about one node (stored as the graph's node attributes)."""
 
     op: str
     target: object
@@ -88,7 +88,7 @@ class QGraph:
         self.settings = settings
         self.checked = checked
         self.prefix = ""  # qualified name of this graph's root inside the checked model
-        self.graph = nx.DiGraph()
+        self.graph = DiGraph()
         self.fx_nodes: dict[str, fx.Node] = {}
         self._qconfig_on = _effective_qconfig(self.root)
         self.input_shape = settings.input_shape or input_shape_guess(self.gm)

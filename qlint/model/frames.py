@@ -80,12 +80,27 @@ def _frame_position(frame: FrameType) -> tuple[int, int, int, int]:
     return line, 0, line, 0
 
 
+_where_cache: dict[str, tuple[str, bool]] = {}
+
+
+def _where(filename: str) -> tuple[str, bool]:
+    """A code object's file as an absolute path, and whether it is internal (cached: tracing captures
+    the stack at every node, mostly through the same few files)."""
+    known = _where_cache.get(filename)
+    if known is None:
+        path = os.path.abspath(filename)
+        known = (path, is_internal(path))
+        if os.path.isabs(filename):  # a relative name depends on the working directory
+            _where_cache[filename] = known
+    return known
+
+
 def capture(frame: FrameType | None, skip_internal: bool = True) -> tuple[Frame, ...]:
     """The stack from ``frame`` outwards, innermost first, torch/qlint internals dropped."""
     out = []
     while frame is not None and len(out) < _MAX_FRAMES:
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not (skip_internal and is_internal(path)) and not path.startswith("<"):
+        path, internal = _where(frame.f_code.co_filename)
+        if not (skip_internal and internal) and not path.startswith("<"):
             line, col, end_line, end_col = _frame_position(frame)
             out.append(Frame(path, line, col, end_line, end_col, frame.f_code.co_name))
         frame = frame.f_back
@@ -212,10 +227,15 @@ def _display_path(path: str) -> str:
     cwd = os.getcwd() + os.sep
     if path.startswith(cwd):
         return path[len(cwd) :]
-    roots = sorted((p for p in sys.path if p and path.startswith(os.path.abspath(p) + os.sep)), key=len)
-    if roots:
-        return os.path.relpath(path, os.path.abspath(roots[-1]))
-    return path
+    key = (path, cwd, tuple(sys.path))
+    shown = _display_cache.get(key)
+    if shown is None:
+        roots = sorted((p for p in sys.path if p and path.startswith(os.path.abspath(p) + os.sep)), key=len)
+        shown = _display_cache[key] = os.path.relpath(path, os.path.abspath(roots[-1])) if roots else path
+    return shown
+
+
+_display_cache: dict[tuple[str, str, tuple[str, ...]], str] = {}
 
 
 def _line(path: str, line: int) -> str | None:

@@ -18,6 +18,7 @@ from types import ModuleType
 from qlint.config import Settings, config_relative
 from qlint.diagnostics import Diagnostic, Related, Span
 from qlint.model import frames as fr
+from qlint.model import meta_fills
 from qlint.model.peers import used_by_peers
 from qlint.source.file import SourceFile
 
@@ -269,7 +270,8 @@ def build(spec: ModelSpec, device: str = "meta"):
     import torch.nn as nn
 
     def attempt(dev: str):
-        with quiet(), fr.recording(), torch.device(dev):
+        fills = meta_fills.skipped_on_meta() if dev == "meta" else contextlib.nullcontext()
+        with quiet(), fr.recording(), torch.device(dev), fills:
             return spec.factory()
 
     try:

@@ -25,10 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import networkx as nx
-
 from qlint.diagnostics import Related, Span
 from qlint.model import frames as fr
+from qlint.model.digraph import DiGraph
 from qlint.model.export import Exported
 from qlint.model.loader import ModelSpec, describe, quiet
 from qlint.model.pt2e_quantizer import (
@@ -132,7 +131,7 @@ class GradRegion:
 
 
 class PT2EGraph:
-    """The annotated PT2E graph of one (sub)model, as a networkx DiGraph of PT2ENode.
+    """The annotated PT2E graph of one (sub)model, as a DiGraph of PT2ENode.
 
     Edges carry ``quantized`` (a quantize/dequantize pair on that edge after convert_pt2e).
     ``pre_prepare`` holds the nodes as exported, before ``prepare_pt2e`` folded batch norms away
@@ -153,7 +152,7 @@ class PT2EGraph:
         self.quantizer_name = quantizer_name(quantizer)
         self.spec = spec
         self.checked = checked
-        self.graph = nx.DiGraph()
+        self.graph = DiGraph()
         self.pre_prepare: dict[str, PT2ENode] = {}
         self.regions: list[GradRegion] = []
         self.prepare_error: str | None = None

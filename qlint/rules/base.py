@@ -100,8 +100,9 @@ class Rule:
     (any text the docstring puts under those headings follows the code block).
 
     Checks: ``check_source`` gets the file's ``SourceIndex`` (only when the file contains one of
-    ``triggers``), ``check_graph`` gets each analysed model's ``QGraph`` (eager and FX flows),
-    ``check_pt2e`` each root model's exported, annotated ``Pt2eModel`` (PT2E flow). Rules with neither are
+    ``triggers``; and the file's ``Settings`` when ``reads_settings``), ``check_graph`` gets each
+    analysed model's ``QGraph`` (eager and FX flows), ``check_pt2e`` each root model's exported,
+    annotated ``Pt2eModel`` (PT2E flow). Rules with neither are
     reported by qlint itself (QL0xx: could not look) or by ``qlint verify`` (QL6xx: measured).
     Fix: ``fix`` gets the file's context and this rule's findings in it, and returns a ``Fix`` per
     finding index it can repair; it reads the typed facts the check put in ``Diagnostic.data``.
@@ -122,6 +123,7 @@ class Rule:
     # prefix (`QL4`) or `ALL`: a rewrite too large to come with a family's fixes
     fix_only_when_selected: ClassVar[bool] = False
     triggers: ClassVar[tuple[str, ...]] = ()  # words a file must contain for check_source to run
+    reads_settings: ClassVar[bool] = False  # check_source(index, settings): the check reads a setting (target-cpu)
     examples: ClassVar[tuple[Example, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: object) -> None:

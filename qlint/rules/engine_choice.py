@@ -1,7 +1,9 @@
 """The quantized engine against the host and against the qconfig's activation dtype.
 
 QL304 an engine made for another CPU family than the host's (read from ``platform.machine()``);
-QL407 activations observed as ``torch.qint8`` for an engine whose kernels take ``quint8``.
+QL407 activations observed as ``torch.qint8`` for an engine whose kernels take ``quint8``;
+QL411 full-range activations (``reduce_range=False``) for fbgemm/x86 on a CPU without VNNI (the
+``target-cpu`` setting, by default this host).
 Torch-free: nothing is imported or executed (torch's CPU capability is named only when the process
 already imported torch).
 """
@@ -16,12 +18,24 @@ from typing import TYPE_CHECKING
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
 
-from qlint.diagnostics import Diagnostic, Related, Severity
-from qlint.rules.base import Basis, Flow, Invalid, Rule, Valid
-from qlint.rules.engines import ENGINE_FAMILY, file_engines, host_engine
+from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related, Severity
+from qlint.rules.base import (
+    Basis,
+    EditsFound,
+    FixAvailability,
+    FixItems,
+    Flow,
+    Invalid,
+    Rule,
+    Valid,
+    precomputed_fixes,
+)
+from qlint.rules.engines import ENGINE_FAMILY, file_engines, host_cpu, host_engine
 from qlint.source.pipeline import argument, callee_attr
 
 if TYPE_CHECKING:
+    from qlint.config import Settings
+    from qlint.context import FileContext
     from qlint.source.index import SourceIndex
 
 _HOST_ENGINES = {"x86": ("x86", "fbgemm", "onednn"), "qnnpack": ("qnnpack",)}  # host default -> engines made for it
@@ -205,6 +219,218 @@ qmodel = convert(prepared)
                     f"use `dtype=torch.quint8` for activations",
                     dtype,
                 ).with_changes(related=related)
+
+
+_SATURATING_ENGINES = ("x86", "fbgemm")  # engines whose int8 kernels sum products in 16 bits without VNNI
+
+
+class ReduceRangeOff(Rule):
+    """## What it does
+    Reports `reduce_range=False` in the activation observer of a `QConfig(activation=...)` (also through
+    a name bound once in the file) when the engine is x86 or fbgemm (the one the file sets, or the
+    default of an x86 CPU) and the model is deployed on an x86 CPU without AVX-512 VNNI. The CPU is
+    `--target-cpu` (`target-cpu` in `[tool.qlint]`): `x86-avx2` (any x86 CPU without VNNI: AVX2, or
+    AVX-512 before Cascade Lake), `x86-vnni`, `arm`, or `host` (the default): this machine, asked of
+    torch (`torch.cpu._is_vnni_supported()`) when qlint imported it, else of the CPU flags in
+    `/proc/cpuinfo`. Where the host cannot be read, nothing is reported.
+
+    ## Why is this bad?
+    Without VNNI, fbgemm computes an int8 convolution or linear layer with `vpmaddubsw`, which
+    multiplies uint8 activations by int8 weights and adds each pair of products in a signed 16-bit
+    register that saturates at 32767. With full 8-bit activations one pair reaches 2 x 255 x 127 = 64770:
+    the sums clip and the outputs are silently wrong, worse the larger the activations (nothing
+    raises; accuracy just drops on that CPU). `reduce_range=True` observes activations in 7 bits,
+    2 x 127 x 127 = 32258 never saturates; it is what torch's default `x86` and `fbgemm` qconfigs use.
+    VNNI's `vpdpbusd` accumulates in 32 bits, so on a VNNI CPU (Cascade Lake and later) full-range
+    activations are safe.
+
+    ## Fix safety
+    Unsafe: `reduce_range=True` halves the activations' resolution, which changes the quantized outputs
+    (on a CPU without VNNI, for the better). A model that is only deployed on VNNI CPUs should say so
+    with `--target-cpu x86-vnni` instead.
+
+    ## References
+    - [pytorch/pytorch#44939](https://github.com/pytorch/pytorch/issues/44939) (fbgemm and qnnpack disagree: saturation in `vpmaddubsw`, "there is a `reduce_range` argument for observers to prevent the overflow in fbgemm")
+    - [pytorch/FBGEMM#125](https://github.com/pytorch/FBGEMM/issues/125) (the same model: MSE 260 on Cascade Lake, 195320 on Skylake)
+    - [torch.ao.quantization.qconfig](https://github.com/pytorch/pytorch/blob/main/torch/ao/quantization/qconfig.py) (`get_default_qconfig("x86")`: `HistogramObserver.with_args(reduce_range=True)`)
+    """
+
+    code = "QL411"
+    name = "reduce-range-off"
+    severity = Severity.WARNING
+    flows = (Flow.EAGER, Flow.FX)
+    basis = (Basis.SOURCE,)
+    summary = "full-range activations for fbgemm/x86 on a CPU without VNNI (the int8 sums saturate)"
+    fix_availability = FixAvailability.ALWAYS
+    fix_title = "`reduce_range=True`"
+    triggers = ("reduce_range",)
+    reads_settings = True
+    examples = (
+        Invalid(
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import HistogramObserver, QConfig, QuantWrapper, convert, prepare
+from torch.ao.quantization import default_per_channel_weight_observer
+
+torch.backends.quantized.engine = "x86"
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = QConfig(
+    activation=HistogramObserver.with_args(reduce_range=False),
+    weight=default_per_channel_weight_observer,
+)
+prepared = prepare(model)
+prepared(torch.rand(1, 3, 32, 32))
+qmodel = convert(prepared)
+""",
+            lines=(9,),
+            fixed="""\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import HistogramObserver, QConfig, QuantWrapper, convert, prepare
+from torch.ao.quantization import default_per_channel_weight_observer
+
+torch.backends.quantized.engine = "x86"
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = QConfig(
+    activation=HistogramObserver.with_args(reduce_range=True),
+    weight=default_per_channel_weight_observer,
+)
+prepared = prepare(model)
+prepared(torch.rand(1, 3, 32, 32))
+qmodel = convert(prepared)
+""",
+            unsafe=True,
+            args=("--target-cpu", "x86-avx2"),
+        ),
+        Valid(
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import HistogramObserver, QConfig, QuantWrapper, convert, prepare
+from torch.ao.quantization import default_per_channel_weight_observer
+
+torch.backends.quantized.engine = "x86"
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = QConfig(
+    activation=HistogramObserver.with_args(reduce_range=True),
+    weight=default_per_channel_weight_observer,
+)
+prepared = prepare(model)
+prepared(torch.rand(1, 3, 32, 32))
+qmodel = convert(prepared)
+""",
+            args=("--target-cpu", "x86-avx2"),
+        ),
+        Invalid(  # through a name, with the host's default engine (x86)
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import MinMaxObserver, QConfig, QuantWrapper, convert, default_weight_observer, prepare
+
+activations = MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=False)
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = QConfig(activation=activations, weight=default_weight_observer)
+prepared = prepare(model)
+prepared(torch.rand(1, 3, 32, 32))
+qmodel = convert(prepared)
+""",
+            lines=(5,),
+            args=("--target-cpu", "x86-avx2"),
+        ),
+        Valid(  # deployed on a VNNI CPU: full-range activations are safe
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import HistogramObserver, QConfig, QuantWrapper, convert, prepare
+from torch.ao.quantization import default_per_channel_weight_observer
+
+torch.backends.quantized.engine = "x86"
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = QConfig(
+    activation=HistogramObserver.with_args(reduce_range=False),
+    weight=default_per_channel_weight_observer,
+)
+prepared = prepare(model)
+prepared(torch.rand(1, 3, 32, 32))
+qmodel = convert(prepared)
+""",
+            args=("--target-cpu", "x86-vnni"),
+        ),
+        Valid(  # qnnpack's kernels do not saturate: its qconfig keeps the full range
+            """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import HistogramObserver, QConfig, QuantWrapper, convert, default_weight_observer, prepare
+
+torch.backends.quantized.engine = "qnnpack"
+model = QuantWrapper(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())).eval()
+model.qconfig = QConfig(activation=HistogramObserver.with_args(reduce_range=False), weight=default_weight_observer)
+""",
+            args=("--target-cpu", "x86-avx2"),
+        ),
+    )
+
+    def check_source(self, index: SourceIndex, settings: Settings | None = None) -> Iterator[Diagnostic]:
+        chosen = settings.target_cpu if settings is not None else "host"
+        target = host_cpu() if chosen == "host" else chosen
+        if target != "x86-avx2":
+            return  # a VNNI CPU, ARM (QL304's business), or a host qlint cannot read
+        engines = file_engines(index)
+        if engines is None:
+            return
+        names = {e for e, _ in engines} or {"x86"}  # an x86 CPU's default engine
+        if not names <= set(_SATURATING_ENGINES):
+            return  # qnnpack or onednn too: qlint cannot tell which runs
+        where = (
+            "this host, an x86 CPU without AVX-512 VNNI"
+            if chosen == "host"
+            else "an x86 CPU without AVX-512 VNNI (`--target-cpu x86-avx2`)"
+        )
+        engine = "/".join(sorted(names))
+        bound = _single_bindings(index)
+        for site in index.calls:
+            if site.attr != "QConfig":
+                continue
+            activation = argument(site.node, 0, "activation")
+            if isinstance(activation, cst.Name):
+                activation = bound.get(activation.value)
+            for arg in _keyword_args(activation, "reduce_range"):
+                if not (isinstance(arg.value, cst.Name) and arg.value.value == "False"):
+                    continue
+                value = index.span(arg.value)
+                fix = Fix(
+                    Applicability.UNSAFE,
+                    "Observe activations with `reduce_range=True` (7 bits)",
+                    (Edit("True", (value.line, value.col), value.end),),
+                )
+                yield index.diagnostic(
+                    self.code,
+                    f"`reduce_range=False` on the activation observer, for the {engine} engine on {where}: "
+                    f"fbgemm's int8 kernels add pairs of uint8 x int8 products in 16 bits there (`vpmaddubsw`), "
+                    f"which saturate with full-range activations and silently change the outputs; use "
+                    f"`reduce_range=True`",
+                    arg,
+                    EditsFound(fix),
+                )
+
+    def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+        return precomputed_fixes(items)
+
+
+def _keyword_args(expr: cst.BaseExpression | None, keyword: str) -> list[cst.Arg]:
+    """The ``keyword=...`` arguments of the calls inside ``expr``."""
+    if expr is None:
+        return []
+    found: list[cst.Arg] = []
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Arg(self, node: cst.Arg) -> None:
+            if node.keyword is not None and node.keyword.value == keyword:
+                found.append(node)
+
+    expr.visit(Visitor())
+    return found
 
 
 def _signed_dtypes(expr: cst.BaseExpression | None) -> list[cst.Arg]:

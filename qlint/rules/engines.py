@@ -7,9 +7,12 @@ Torch-free: nothing is imported or executed.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
+import sys
 from collections.abc import Iterator
+from functools import cache
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -255,6 +258,36 @@ def host_engine(machine: str | None = None) -> str | None:
         return "x86"
     if machine.startswith(("arm", "aarch64")):
         return "qnnpack"
+    return None
+
+
+def host_cpu() -> str | None:
+    """This machine as a ``--target-cpu`` value: "arm", "x86-vnni" (AVX-512 VNNI), "x86-avx2" (an x86 CPU
+    without it), or None when it cannot be told (not x86 or ARM; neither torch nor /proc/cpuinfo says)."""
+    engine = host_engine()
+    if engine == "qnnpack":
+        return "arm"
+    if engine != "x86":
+        return None
+    vnni = _host_vnni()
+    return None if vnni is None else ("x86-vnni" if vnni else "x86-avx2")
+
+
+@cache
+def _host_vnni() -> bool | None:
+    """Whether this CPU has AVX-512 VNNI, the int8 dot product fbgemm uses when it can: asked of torch
+    when the process imported it (``torch.cpu._is_vnni_supported``), else of the kernel's CPU flags."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):  # an older torch without the query
+            return bool(torch.cpu._is_vnni_supported())
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "avx512_vnni" in line.split()
+    except OSError:  # not Linux
+        pass
     return None
 
 

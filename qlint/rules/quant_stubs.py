@@ -539,9 +539,8 @@ def _existing_attr(model, kind: type) -> str | None:
 
 def _float_inputs(qg) -> list[str]:
     """Forward parameters holding float tensors that reach a module ``convert`` swaps."""
-    import networkx as nx
-
     from qlint.model.analysis import Kind
+    from qlint.model.digraph import has_path
 
     swapped = [n for n, f in qg.nodes() if f.swapped]
     out = []
@@ -550,7 +549,7 @@ def _float_inputs(qg) -> list[str]:
         if (
             facts.kind is Kind.FLOAT
             and not target.startswith("*")
-            and any(nx.has_path(qg.graph, name, s) for s in swapped)
+            and any(has_path(qg.graph, name, s) for s in swapped)
         ):
             out.append(target)
     return out

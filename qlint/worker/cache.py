@@ -1,8 +1,8 @@
 """The result cache (ruff's idea): a file's diagnostics, keyed on everything that decides them.
 
 The key hashes the file's path and content, the flow it is checked with (and the PT2E quantizer),
-the contents of the project files it imports, qlint's
-version and code, the Python, torch, torchvision and torchao versions, the host's quantized engine,
+the contents of the project files it imports, qlint's version and code, the Python, torch,
+torchvision and torchao versions, the host's quantized engine and CPU,
 the effective settings, the set of files checked together and the stage run after the check. A hit
 is read without importing torch. Entries are written to a temporary file and renamed into place, so
 concurrent runs never read half an entry; an entry that does not load is a miss.
@@ -45,7 +45,7 @@ def key(path: str, text: str, settings: Settings, checked: tuple[str, ...], stag
             digest.update(repr(part).encode("utf-8", errors="surrogatepass"))
             digest.update(b"\0")
 
-    add(FORMAT, __version__, _qlint_code(), sys.version, _versions(), _host_engine())
+    add(FORMAT, __version__, _qlint_code(), sys.version, _versions(), _host_engine(), _host_cpu())
     effective = replace(settings, timeout=0.0, jobs=None, no_cache=False, cache_dir=None)
     add(path, os.path.abspath(path), os.getcwd(), effective, checked, stage, text)
     add(*_flow_and_quantizer(text, settings))
@@ -135,6 +135,12 @@ def _host_engine() -> str | None:
     from qlint.rules.engines import host_engine
 
     return host_engine()
+
+
+def _host_cpu() -> str | None:
+    from qlint.rules.engines import host_cpu
+
+    return host_cpu()
 
 
 @cache
