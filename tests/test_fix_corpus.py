@@ -1,0 +1,98 @@
+"""The fix corpus of issue 9: each fix through the real CLI on a file the test writes.
+
+For each case: the text `--fix` writes, a second `--fix` that changes nothing (the loop converges), the
+fixed model's float outputs against the original's (same weights), and the real eager flow on it
+(x86 qconfig, prepare, 2 calibration batches, convert, forward).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import torch
+
+from tests.real_flow import load, real_flow
+
+
+def fix(qlint, path, *args: str) -> str:
+    """``qlint check --fix <args> path``; asserts it left nothing and that a second run changes nothing."""
+    code, out, err = qlint("check", path, "--fix", *args)
+    assert code == 0, out + err
+    text = path.read_text()
+    code, out, err = qlint("check", path, "--fix", *args)
+    assert (code, path.read_text()) == (0, text), out + err
+    assert "Fixed 0 problems" in out or "All checks passed" in out, out
+    return text
+
+
+def same_float_outputs(before: torch.nn.Module, after: torch.nn.Module, *inputs: torch.Tensor) -> None:
+    """``after`` with ``before``'s weights (the same state_dict keys) computes exactly ``before``'s outputs."""
+    after.load_state_dict(before.state_dict())  # strict: the fix kept the keys
+    with torch.no_grad():
+        want, got = before.eval()(*inputs), after.eval()(*inputs)
+    want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+    assert len(want) == len(got)
+    for w, g in zip(want, got, strict=True):
+        assert torch.equal(w, g)
+
+
+TWO_INPUTS = """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.dequant = DeQuantStub()
+        self.conv_a = nn.Conv2d(3, 4, 3)
+        self.conv_b = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, a, b):
+        a = self.quant(a)
+        x = self.conv_a(a)
+        y = self.conv_b(b)
+        return self.dequant(x), self.fc(y.mean((2, 3)))
+"""
+
+
+def test_two_inputs_get_one_quant_stub_each_and_two_outputs_one_dequant_stub_each(write, qlint, qlint_json):
+    path = write("two_inputs.py", TWO_INPUTS)
+    inputs = lambda: (torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))  # noqa: E731
+    before = load(path, "TwoInputs()")
+    assert real_flow(load(path, "TwoInputs()"), inputs) is not None
+    code, found = qlint_json(path, "--select", "QL101,QL102")
+    assert code == 1
+    assert [(d["code"], d["location"]["row"]) for d in found] == [("QL101", 18), ("QL102", 19)]
+
+    text = fix(qlint, path, "--select", "QL101,QL102")
+    assert text == textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+        class TwoInputs(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.quant_b = QuantStub()
+                self.dequant_1 = DeQuantStub()
+                self.quant = QuantStub()
+                self.dequant = DeQuantStub()
+                self.conv_a = nn.Conv2d(3, 4, 3)
+                self.conv_b = nn.Conv2d(3, 4, 3)
+                self.fc = nn.Linear(4, 2)
+
+            def forward(self, a, b):
+                b = self.quant_b(b)
+                a = self.quant(a)
+                x = self.conv_a(a)
+                y = self.conv_b(b)
+                return self.dequant(x), self.dequant_1(self.fc(y.mean((2, 3))))
+        """)
+    after = load(path, "TwoInputs()")
+    same_float_outputs(before, after, *inputs())
+    assert real_flow(after, inputs) is None
