@@ -96,3 +96,84 @@ def test_two_inputs_get_one_quant_stub_each_and_two_outputs_one_dequant_stub_eac
     after = load(path, "TwoInputs()")
     same_float_outputs(before, after, *inputs())
     assert real_flow(after, inputs) is None
+
+
+def fused(model: torch.nn.Module) -> torch.nn.Module:
+    """The model in eval mode, fused by its own ``fuse_model()`` (the step before prepare)."""
+    model.eval()
+    model.fuse_model()
+    return model
+
+
+LOOP_REUSE = """\
+import torch
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class LoopNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.act = nn.ReLU()
+        self.stem = nn.Conv2d(3, 4, 3)
+        self.blocks = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1) for _ in range(3)])
+        self.stages = nn.ModuleList(nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)) for _ in range(2))
+        self.relu = nn.ReLU()
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.act(self.stem(self.quant(x)))
+        for blk in self.blocks:
+            x = self.relu(blk(x))
+        for k in range(len(self.stages)):
+            x = self.act(self.stages[k](x))
+        return self.dequant(x)
+"""
+
+
+def test_a_module_reused_in_loops_becomes_a_module_list_indexed_by_the_loop(write, qlint, qlint_json):
+    path = write("loop_reuse.py", LOOP_REUSE)
+    image = lambda: torch.rand(1, 3, 8, 8)  # noqa: E731
+    before = load(path, "LoopNet()")
+    code, found = qlint_json(path, "--select", "QL202")
+    assert code == 1 and [d["location"]["row"] for d in found] == [20, 22]
+
+    text = fix(qlint, path, "--select", "QL202")
+    assert text == textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+        class LoopNet(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.quant = QuantStub()
+                self.act = nn.ReLU()
+                self.stem = nn.Conv2d(3, 4, 3)
+                self.blocks = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1) for _ in range(3)])
+                self.stages = nn.ModuleList(nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)) for _ in range(2))
+                self.acts = nn.ModuleList([nn.ReLU() for _ in range(len(self.stages))])
+                self.relus = nn.ModuleList([nn.ReLU() for _ in range(len(self.blocks))])
+                self.dequant = DeQuantStub()
+
+            def forward(self, x):
+                x = self.act(self.stem(self.quant(x)))
+                for i, blk in enumerate(self.blocks):
+                    x = self.relus[i](blk(x))
+                for k in range(len(self.stages)):
+                    x = self.acts[k](self.stages[k](x))
+                return self.dequant(x)
+        """)
+    same_float_outputs(before, load(path, "LoopNet()"), image())
+
+    # each ReLU is now its own module: QL201's fusion lists pair every conv with its own ReLU
+    text = fix(qlint, path, "--select", "QL201")
+    assert '["blocks.2", "relus.2"]' in text and '["stages.1.0", "stages.1.1", "acts.1"]' in text
+    after = load(path, "LoopNet()")
+    after.load_state_dict(before.state_dict())
+    with torch.no_grad():
+        x = image()
+        assert torch.allclose(before.eval()(x), fused(after)(x), atol=1e-5)  # fusion keeps float outputs
+    assert real_flow(fused(load(path, "LoopNet()")), image) is None
