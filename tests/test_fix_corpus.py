@@ -177,3 +177,63 @@ def test_a_module_reused_in_loops_becomes_a_module_list_indexed_by_the_loop(writ
         x = image()
         assert torch.allclose(before.eval()(x), fused(after)(x), atol=1e-5)  # fusion keeps float outputs
     assert real_flow(fused(load(path, "LoopNet()")), image) is None
+
+
+DILATED = """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Aspp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.pw = nn.Conv2d(3, 8, 1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
+        self.dw_bn = nn.Conv2d(8, 8, 3, padding=4, dilation=4, groups=8)
+        self.bn = nn.BatchNorm2d(8)
+        self.head = nn.Conv2d(8, 4, 1)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.pw(self.quant(x))
+        x = self.dw(x)
+        x = self.bn(self.dw_bn(x))
+        return self.dequant(self.head(x))
+"""
+
+
+def test_a_dilated_grouped_conv_is_kept_float_between_stubs_with_unsafe_fixes(write, qlint, qlint_json):
+    path = write("aspp.py", DILATED)
+    image = lambda: torch.rand(1, 3, 16, 16)  # noqa: E731
+    before = load(path, "Aspp()")
+    code, found = qlint_json(path, "--select", "QL301", "--backend", "x86")
+    assert code == 1 and [d["location"]["row"] for d in found] == [18, 19]
+    assert found[0]["fix"]["applicability"] == "unsafe"
+    assert found[1]["fix"] is None  # dw_bn feeds a BatchNorm: fusing them would drop its `qconfig = None`
+
+    code, out, _ = qlint("check", path, "--fix", "--select", "QL301", "--backend", "x86")
+    assert path.read_text() == DILATED and "1 fix is available with `qlint check --fix --unsafe-fixes`" in out
+    code, out, _ = qlint("check", path, "--fix", "--unsafe-fixes", "--select", "QL301", "--backend", "x86")
+    assert code == 1 and "Fixed 1 problem (1 remaining)" in out, out
+    text = path.read_text()
+    stubs = "        self.dequant_dw = DeQuantStub()\n        self.quant_dw = QuantStub()\n"
+    assert text == (
+        DILATED.replace("        self.quant = QuantStub()\n", stubs + "        self.quant = QuantStub()\n")
+        .replace("groups=8)\n        self.dw_bn", "groups=8)\n        self.dw.qconfig = None\n        self.dw_bn")
+        .replace("x = self.dw(x)", "x = self.quant_dw(self.dw(self.dequant_dw(x)))")
+    )
+    code, out, _ = qlint("check", path, "--fix", "--unsafe-fixes", "--select", "QL301", "--backend", "x86")
+    assert (code, path.read_text()) == (1, text) and "Fixed 0 problems (1 remaining)" in out  # converges
+
+    after = load(path, "Aspp()")
+    same_float_outputs(before, after, image())
+    assert real_flow(after, image) is None
+    model = load(path, "Aspp()").eval()
+    model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    prepared = torch.ao.quantization.prepare(model)
+    with torch.no_grad():
+        prepared(image())
+    converted = torch.ao.quantization.convert(prepared)
+    assert type(converted.dw) is torch.nn.Conv2d  # kept float
+    assert type(converted.dw_bn) is torch.ao.nn.quantized.Conv2d
