@@ -237,3 +237,46 @@ def test_a_dilated_grouped_conv_is_kept_float_between_stubs_with_unsafe_fixes(wr
     converted = torch.ao.quantization.convert(prepared)
     assert type(converted.dw) is torch.nn.Conv2d  # kept float
     assert type(converted.dw_bn) is torch.ao.nn.quantized.Conv2d
+
+
+LAZY = """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class LazyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.LazyConv2d(8, 3, padding=1)
+        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(4, bias=False))
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.conv(self.quant(x))
+        return self.dequant(self.head(x))
+"""
+
+
+def test_lazy_modules_become_concrete_modules_sized_from_the_input_shape(write, qlint, qlint_json):
+    path = write("lazy.py", LAZY)
+    image = lambda: torch.rand(1, 3, 8, 8)  # noqa: E731
+    assert "convert: AttributeError" in real_flow(load(path, "LazyNet()"), image)
+    shape = ("--input-shape", "1x3x8x8")
+    code, found = qlint_json(path, "--select", "QL412", *shape)
+    assert code == 1 and [(d["location"]["row"], d["fix"]["applicability"]) for d in found] == [
+        (10, "unsafe"),
+        (14, "unsafe"),
+    ]
+
+    text = fix(qlint, path, "--select", "QL412", "--unsafe-fixes", *shape)
+    assert text == LAZY.replace("nn.LazyConv2d(8, 3, padding=1)", "nn.Conv2d(3, 8, 3, padding=1)").replace(
+        "nn.LazyLinear(4, bias=False)", "nn.Linear(512, 4, bias=False)"
+    )
+    before = load(write("lazy_before.py", LAZY), "LazyNet()").eval()
+    with torch.no_grad():
+        before(image())  # the lazy modules take their sizes (and random weights) at the first forward
+    after = load(path, "LazyNet()")
+    assert list(after.state_dict()) == list(before.state_dict())
+    same_float_outputs(before, after, image())
+    assert real_flow(after, image) is None
