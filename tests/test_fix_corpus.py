@@ -280,3 +280,58 @@ def test_lazy_modules_become_concrete_modules_sized_from_the_input_shape(write, 
     assert list(after.state_dict()) == list(before.state_dict())
     same_float_outputs(before, after, image())
     assert real_flow(after, image) is None
+
+
+FUNCTIONAL = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv1 = nn.Conv2d(3, 8, 3)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3)
+        self.fc = nn.Linear(8, 4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(self.quant(x))), inplace=True)
+        x = self.conv2(x).relu()
+        x = torch.relu(self.fc(x.mean((2, 3))))
+        return self.dequant(x)
+"""
+
+
+def test_functional_relus_become_relu_modules_that_fuse(write, qlint, qlint_json):
+    path = write("functional.py", FUNCTIONAL)
+    image = lambda: torch.rand(2, 3, 8, 8)  # noqa: E731
+    before = load(path, "Net()")
+    code, found = qlint_json(path, "--select", "QL203")
+    assert code == 1 and [d["location"]["row"] for d in found] == [18, 19, 20]
+
+    text = fix(qlint, path, "--select", "QL203")
+    declarations = (
+        "        self.relu = nn.ReLU(inplace=True)\n        self.relu_1 = nn.ReLU()\n        self.relu_2 = nn.ReLU()\n"
+    )
+    assert text == (
+        FUNCTIONAL.replace("        self.quant = QuantStub()\n", declarations + "        self.quant = QuantStub()\n")
+        .replace(
+            "F.relu(self.bn1(self.conv1(self.quant(x))), inplace=True)",
+            "self.relu(self.bn1(self.conv1(self.quant(x))))",
+        )
+        .replace("self.conv2(x).relu()", "self.relu_1(self.conv2(x))")
+        .replace("torch.relu(self.fc(x.mean((2, 3))))", "self.relu_2(self.fc(x.mean((2, 3))))")
+    )
+    same_float_outputs(before, load(path, "Net()"), image())
+
+    # the ReLU modules are visible to fusion now: QL201's fix fuses all three chains
+    text = fix(qlint, path, "--select", "QL201")
+    assert '[["conv1", "bn1", "relu"], ["conv2", "relu_1"], ["fc", "relu_2"]]' in text
+    after = fused(load(path, "Net()"))
+    assert type(after.conv2) is torch.ao.nn.intrinsic.ConvReLU2d and type(after.fc) is torch.ao.nn.intrinsic.LinearReLU
+    assert real_flow(after, image) is None
