@@ -650,7 +650,7 @@ def _float_inputs(qg) -> list[str]:
                     reaches_stub = True
                 elif user_facts.swapped:
                     reaches_swapped = reaches_swapped or Kind.FLOAT in user_facts.input_kinds[:1]
-                elif user_facts.kind is Kind.FLOAT:
+                elif user_facts.kind in (Kind.FLOAT, Kind.UNKNOWN):  # unknown: meta execution gave up there
                     todo.append(user)
         if reaches_swapped and not reaches_stub:
             out.append(target)
