@@ -30,7 +30,10 @@ def load(path: os.PathLike, expr: str) -> torch.nn.Module:
 
 
 def real_flow(model: torch.nn.Module, make_input: Callable[[], object], qconfig: object = "x86") -> str | None:
-    """None when the model converts and runs; else "<stage>: <error>" of the first failure."""
+    """None when the model converts and runs; else "<stage>: <error>" of the first failure.
+
+    ``make_input`` returns the input, or a tuple of the inputs of a model that takes several.
+    """
     torch.manual_seed(0)
     model.eval()
     if qconfig == "x86":
@@ -44,11 +47,15 @@ def real_flow(model: torch.nn.Module, make_input: Callable[[], object], qconfig:
             prepared = torch.ao.quantization.prepare(model)
             stage = "calibrate"
             for _ in range(2):
-                prepared(make_input())
+                prepared(*_args(make_input()))
             stage = "convert"
             converted = torch.ao.quantization.convert(prepared)
             stage = "forward"
-            converted(make_input())
+            converted(*_args(make_input()))
     except Exception as exc:  # noqa: BLE001 - the failure is the verdict
         return f"{stage}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     return None
+
+
+def _args(inputs: object) -> tuple:
+    return inputs if isinstance(inputs, tuple) else (inputs,)

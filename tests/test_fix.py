@@ -141,7 +141,7 @@ def test_fix_rewrites_to_a_model_that_converts(net, qlint):
     assert "self.skip_add_relu = torch.ao.nn.quantized.FloatFunctional()" in fixed
     assert "out = self.skip_add_relu.add_relu(out, identity)" in fixed and "# the residual" not in fixed
     assert "z = self.cat.cat([y, self.mul_scalar.mul_scalar(y, 0.5)], dim=1)   # two heads" in fixed
-    assert "return self.dequant(self.relu2(z)), self.dequant(y)" in fixed
+    assert "return self.dequant_0(self.relu2(z)), self.dequant_1(y)" in fixed  # one DeQuantStub per output
     assert 'fuse(self, [["conv1", "bn1", "relu"], ["conv2", "bn2"]], inplace=True)' in fixed
     assert "if self.down is not None:" in fixed and '["down.0", "down.1"]' in fixed
     assert "if type(module) is Block:" in fixed

@@ -2,6 +2,10 @@
 declared in ``__init__``. Before ``convert`` the stubs are the identity (float outputs are unchanged); after it
 the op computes in float on the dequantized tensor and its result is quantized again with observed qparams.
 Offered where only the call's first argument is quantized and the call sits in a method of a class of the file.
+
+QL301's variant keeps a module that ``convert`` would swap (a slow dilated grouped conv) in float: the same
+stubs around its call, and ``self.<module>.qconfig = None`` right after its declaration in ``__init__`` (an
+own ``qconfig`` attribute wins over the one ``prepare`` propagates from the parent).
 """
 
 from __future__ import annotations
@@ -14,23 +18,44 @@ from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Fix
 from qlint.rules.base import FixItems
-from qlint.source.edit import free_name, methods
+from qlint.source.edit import attribute_assignments, free_name, methods
 from qlint.source.idioms import declare, stub_names
 from qlint.source.index import self_attributes
 
 if TYPE_CHECKING:
     from qlint.context import FileContext
+    from qlint.model.analysis import QGraph
 
 
 @dataclass(frozen=True)
 class FloatIsland:
-    """What QL105 hands its fix: the op as shown, and whether its first argument is its only quantized input."""
+    """What QL105 hands its fix: the op as shown, and whether its first argument is its only quantized input.
+
+    ``keep_float``: the module ``convert`` would swap, kept float by the fix with ``qconfig = None`` (QL301);
+    ``fused_next``: its output feeds a module it could be fused with (a fusion would drop that qconfig).
+    """
 
     op: str
     first_arg_only: bool
+    keep_float: str | None = None
+    fused_next: bool = False
 
 
-def float_island_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+def first_arg_only(qg: QGraph, name: str) -> bool:
+    """The node's first argument is its only quantized input (a float island then needs one DeQuantStub)."""
+    import torch.fx as fx
+
+    from qlint.model.analysis import Kind
+
+    node = qg.fx_nodes[name]
+    quantized = [n for n in node.all_input_nodes if qg.facts(n.name).kind is Kind.QUANT]
+    return bool(node.args) and isinstance(node.args[0], fx.Node) and quantized == [node.args[0]]
+
+
+def float_island_fixes(
+    ctx: FileContext, items: FixItems, applicability: Applicability = Applicability.SAFE
+) -> dict[int, Fix]:
+    """A float island around each finding's call; with ``keep_float``, also ``qconfig = None`` on the module."""
     out: dict[int, Fix] = {}
     taken_by_class: dict[int, set[str]] = {}
     for index, diag in items:
@@ -38,6 +63,9 @@ def float_island_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         if call is None:
             continue
         cls = ctx.file.enclosing_class(call)
+        keep = _kept_float_declaration(ctx, diag, call, cls)
+        if isinstance(diag.data, FloatIsland) and diag.data.keep_float is not None and keep is None:
+            continue
         taken = taken_by_class.setdefault(id(cls), set(self_attributes(cls)))
         base = _base_name(call)
         dequant_name = free_name(f"dequant_{base}", taken)
@@ -52,12 +80,35 @@ def float_island_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         wrapped = cst.parse_expression(f"self.{dequant_name}({ctx.file.code(first.value)})")
         new_call = call.with_changes(args=[first.with_changes(value=wrapped), *call.args[1:]])
         text = f"self.{quant_name}({cst.Module([]).code_for_node(new_call)})"
-        out[index] = Fix(
-            Applicability.SAFE,
-            f"Run it in float: `self.{dequant_name}` before, `self.{quant_name}` after (declared in `__init__`)",
-            (declaration, *imports, ctx.file.replace(call, text)),
-        )
+        edits = [declaration, *imports, ctx.file.replace(call, text)]
+        message = f"Run it in float: `self.{dequant_name}` before, `self.{quant_name}` after (declared in `__init__`)"
+        if keep is not None:
+            attr, statement = keep
+            edits.append(ctx.file.insert_lines_after(statement, [f"self.{attr}.qconfig = None"]))
+            message += f", and `self.{attr}.qconfig = None` so that `convert` keeps it float"
+        out[index] = Fix(applicability, message, tuple(edits))
     return out
+
+
+def _kept_float_declaration(
+    ctx: FileContext, diag: Diagnostic, call: cst.Call, cls: cst.ClassDef
+) -> tuple[str, cst.SimpleStatementLine] | None:
+    """(attribute, its one top-level declaration in ``__init__``) of a ``keep_float`` module called as
+    ``self.<attribute>(...)``; None when the finding keeps nothing float or the module cannot be found so."""
+    data = diag.data
+    if not isinstance(data, FloatIsland) or data.keep_float is None or data.fused_next:
+        return None
+    func = call.func
+    if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self"):
+        return None
+    attr = func.attr.value
+    if attr != data.keep_float.rsplit(".", 1)[-1]:
+        return None
+    init = methods(cls)["__init__"]
+    declared = attribute_assignments(init, attr)
+    if len(declared) != 1 or ctx.file.parents.get(declared[0]) is not init.body:
+        return None
+    return attr, declared[0]
 
 
 def _call(ctx: FileContext, diag: Diagnostic) -> cst.Call | None:

@@ -5,12 +5,19 @@ table (``support.fusion_patterns``), not a list of ours."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from qlint.diagnostics import Diagnostic, Severity
-from qlint.rules.base import Basis, Flow, Invalid, Rule, Valid
+import libcst as cst
+
+from qlint.diagnostics import Applicability, Diagnostic, Fix, Severity
+from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid
+from qlint.source.edit import free_name, methods
+from qlint.source.idioms import declare, spelled
+from qlint.source.index import self_attributes
 
 if TYPE_CHECKING:
+    from qlint.context import FileContext
     from qlint.model.analysis import QGraph
 
 _FUNCTIONAL_ACTIVATIONS = {"relu": "nn.ReLU", "relu_": "nn.ReLU", "relu6": "nn.ReLU6", "hardtanh": "nn.Hardtanh"}
@@ -57,7 +64,13 @@ class FunctionalActivation(Rule):
     An `nn.ReLU()` attribute called in `forward`, fused with `fuse_modules`.
 
     ## Fix safety
-    No automatic fix yet.
+    Safe: the fix declares the activation module in `__init__` (`self.relu = nn.ReLU()`, with the
+    call's other arguments: `F.relu(x, inplace=True)` gives `nn.ReLU(inplace=True)`, `F.relu_` and
+    `torch.relu_` give `nn.ReLU(inplace=True)`, `F.hardtanh(x, 0.0, 6.0)` gives
+    `nn.Hardtanh(0.0, 6.0)`) and calls it instead (`self.relu(x)`, also for `x.relu()`). The module
+    computes exactly what the function did and holds no state (the state_dict keys do not change).
+    QL201 then sees the chain and its fix fuses it. Offered for a call in a method of a class of the
+    checked file whose extra arguments are constants.
 
     ## References
     - [`torch.ao.quantization.fuse_modules`](https://pytorch.org/docs/stable/generated/torch.ao.quantization.fuse_modules.fuse_modules.html)
@@ -70,6 +83,8 @@ class FunctionalActivation(Rule):
     flows = (Flow.EAGER,)
     basis = (Basis.GRAPH,)
     summary = "a functional ReLU after a fusable module cannot be fused"
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "safe (an `nn.ReLU` attribute called in `forward`)"
     examples = (
         Invalid(
             """\
@@ -91,6 +106,25 @@ class Net(nn.Module):
         return self.dequant(F.relu(x))
 """,
             lines=(16,),
+            fixed="""\
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.quant = QuantStub()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.bn(self.conv(self.quant(x)))
+        return self.dequant(self.relu(x))
+""",
         ),
         Valid(
             """\
@@ -133,7 +167,78 @@ class Net(nn.Module):
                     f"`fuse_modules` cannot see it; use an `{_FUNCTIONAL_ACTIVATIONS[activation]}()` attribute"
                     + (" and fuse it" if activation.startswith("relu") and activation != "relu6" else ""),
                     name,
+                    data=FunctionalActivationCall(activation),
                 )
+
+    def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+        out: dict[int, Fix] = {}
+        taken_by_class: dict[int, set[str]] = {}
+        for index, diag in items:
+            fix = _module_activation(ctx, diag, taken_by_class)
+            if fix is not None:
+                out[index] = fix
+        return out
+
+
+@dataclass(frozen=True)
+class FunctionalActivationCall:
+    """What QL203 hands its fix: the function's name (``relu``, ``relu_``, ``relu6``, ``hardtanh``)."""
+
+    activation: str
+
+
+_MODULES = {
+    "relu": "torch.nn.ReLU",
+    "relu_": "torch.nn.ReLU",
+    "relu6": "torch.nn.ReLU6",
+    "hardtanh": "torch.nn.Hardtanh",
+}
+
+
+def _module_activation(ctx: FileContext, diag: Diagnostic, taken_by_class: dict[int, set[str]]) -> Fix | None:
+    """``F.relu(x, inplace=True)`` -> ``self.relu(x)`` with ``self.relu = nn.ReLU(inplace=True)`` in ``__init__``."""
+    if not isinstance(diag.data, FunctionalActivationCall):
+        return None
+    activation = diag.data.activation
+    calls = [n for n in ctx.file.nodes_at(diag.span, (cst.Call,)) if ctx.file.end(n) == diag.span.end]
+    if len(calls) != 1:
+        return None
+    call = calls[0]
+    function, cls = ctx.file.enclosing_function(call), ctx.file.enclosing_class(call)
+    if function is None or cls is None or function.name.value == "__init__" or "__init__" not in methods(cls):
+        return None
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value == activation and not call.args:
+        tensor, extra = func.value, []  # x.relu()
+    elif call.args and call.args[0].keyword is None and not call.args[0].star:
+        tensor, extra = call.args[0].value, list(call.args[1:])
+    else:
+        return None
+    if any(arg.star or not _constant(arg.value) for arg in extra):
+        return None
+    arguments = [ctx.file.code(arg).strip().rstrip(",") for arg in extra]
+    if activation.endswith("_"):
+        arguments = ["inplace=True"]
+    module, imports = spelled(ctx, (_MODULES[activation],))
+    taken = taken_by_class.setdefault(id(cls), set(self_attributes(cls)))
+    attr = free_name(activation.rstrip("_"), taken)
+    declaration = declare(ctx, cls, [f"self.{attr} = {module}({', '.join(arguments)})"])
+    if declaration is None:
+        return None
+    return Fix(
+        Applicability.SAFE,
+        f"Call an `{module}` attribute: `self.{attr}` (declared in `__init__`), which `fuse_modules` can fuse",
+        (declaration, *imports, ctx.file.replace(call, f"self.{attr}({ctx.file.code(tensor)})")),
+    )
+
+
+def _constant(node: cst.BaseExpression) -> bool:
+    """A literal number, True/False/None, or a negated number."""
+    if isinstance(node, cst.UnaryOperation):
+        return isinstance(node.operator, cst.Minus) and _constant(node.expression)
+    if isinstance(node, cst.Name):
+        return node.value in ("True", "False", "None")
+    return isinstance(node, (cst.Integer, cst.Float))
 
 
 class UnfusableOrder(Rule):

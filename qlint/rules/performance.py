@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from qlint.diagnostics import Diagnostic, Severity
-from qlint.rules.base import Basis, Flow, Invalid, Rule, Valid
+from qlint.diagnostics import Applicability, Diagnostic, Fix, Severity
+from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid
+from qlint.rules.float_islands import FloatIsland, first_arg_only, float_island_fixes
 
 if TYPE_CHECKING:
+    from qlint.context import FileContext
     from qlint.model.analysis import QGraph
 
 
@@ -44,10 +46,21 @@ class DilatedGroupedConv(Rule):
     wins depends on the shapes and the CPU: `qlint verify` measures both.
 
     ## Fix safety
-    No automatic fix yet. Keeping the conv in float by hand (`qconfig = None` and a
-    `DeQuantStub`/`QuantStub` pair around it) changes which parts of the model are quantized, adds a dequantize/quantize
-    round trip, and can undo a fusion. It is usually faster and slightly more accurate, but
-    measure it (`qlint verify`).
+    Unsafe: the fix keeps the conv in float. It sets `self.<conv>.qconfig = None` right after
+    the conv's declaration in `__init__` (an own `qconfig` wins over the one `prepare`
+    propagates) and puts a float island around its call: a `DeQuantStub` before, a `QuantStub`
+    after (`self.dequant_dw`, `self.quant_dw`, declared in `__init__`). The float model computes
+    exactly what it did and its state_dict keys are unchanged (stubs hold no state), but the
+    converted model changes: the conv runs in float on dequantized values (slightly more
+    accurate), with a dequantize/quantize round trip around it, and its output gets its own
+    observed scale. Whether that is faster than the int8 kernel depends on the shapes and the
+    CPU: it is a speed/accuracy trade-off you should measure (`qlint verify`), so the fix is
+    applied only with `--unsafe-fixes`.
+
+    Offered where the conv is called as `self.<conv>(x)` on one quantized tensor in a class of
+    the checked file and declared once in its `__init__`, and not where its output feeds a
+    BatchNorm or ReLU it could be fused with (fusing replaces the conv and drops its
+    `qconfig = None`): convs inside an `nn.Sequential` or a library model are left to you.
 
     ## References
     - [pytorch/pytorch#59730](https://github.com/pytorch/pytorch/issues/59730) (quantized conv2d with dilation and groups much slower than float32)
@@ -64,6 +77,8 @@ class DilatedGroupedConv(Rule):
     )
     basis = (Basis.GRAPH,)
     summary = "a dilated grouped conv runs slower in int8 than in float on this engine"
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "unsafe (keeps the conv in float: `qconfig = None`, DeQuantStub before, QuantStub after)"
     examples = (
         Invalid(
             """\
@@ -85,6 +100,28 @@ class Net(nn.Module):
         return self.dequant(x)
 """,
             lines=(15,),
+            unsafe=True,
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dequant_dw = DeQuantStub()
+        self.quant_dw = QuantStub()
+        self.quant = QuantStub()
+        self.pw = nn.Conv2d(3, 8, 1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)  # dilated depthwise
+        self.dw.qconfig = None
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.quant_dw(self.dw(self.dequant_dw(self.pw(x))))
+        return self.dequant(x)
+""",
         ),
         Valid(
             """\
@@ -114,6 +151,9 @@ class Net(nn.Module):
 
     def check_graph(self, qg: QGraph) -> Iterator[Diagnostic]:
         return dilated_grouped_conv(qg)
+
+    def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+        return float_island_fixes(ctx, items, Applicability.UNSAFE)
 
 
 SLOW_DILATED_GROUPED_ENGINES = ("fbgemm", "x86")
@@ -149,7 +189,24 @@ def dilated_grouped_conv(qg: QGraph) -> Iterator[Diagnostic]:
                 "keep it float (`qconfig = None` with stubs around it) or use the onednn engine; "
                 "`qlint verify` measures both",
                 name,
+                data=FloatIsland(
+                    f"`{qg.full(facts.module)}`",
+                    first_arg_only(qg, name),
+                    keep_float=None if module is not conv else facts.module,
+                    fused_next=_feeds_fusable(qg, name),
+                ),
             )
+
+
+def _feeds_fusable(qg: QGraph, name: str) -> bool:
+    """The node's output goes to a BatchNorm or ReLU module (a fusion with it would replace the conv)."""
+    import torch.nn as nn
+
+    fusable = (nn.modules.batchnorm._BatchNorm, nn.ReLU)
+    return any(
+        qg.facts(user).module_type is not None and issubclass(qg.facts(user).module_type, fusable)
+        for user in qg.users(name)
+    )
 
 
 class DepthwiseMultiplierConv(Rule):

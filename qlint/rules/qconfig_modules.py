@@ -9,13 +9,18 @@ torch (``--backend`` / ``backend``, else torch's engine on this host).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from qlint.diagnostics import Diagnostic, Severity
-from qlint.rules.base import Basis, Flow, Invalid, Rule, Valid
+from libcst.helpers import get_full_name_for_node
+
+from qlint.diagnostics import Applicability, Diagnostic, Fix, Severity
+from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid
 from qlint.rules.performance import engine
+from qlint.source.idioms import spelled
 
 if TYPE_CHECKING:
+    from qlint.context import FileContext
     from qlint.model.analysis import QGraph
 
 
@@ -236,7 +241,19 @@ class LazyModuleAtPrepare(Rule):
     real input before `prepare`.
 
     ## Fix safety
-    No automatic fix yet (the sizes come from the input shape: unsafe).
+    Unsafe: the fix replaces the lazy module's construction by the concrete module with its input
+    size written out, the size the lazy module takes on the analysed input shape (`--input-shape`,
+    `# qlint: input-shape`, `input-shape` in the config): `nn.LazyLinear(4)` becomes
+    `nn.Linear(8, 4)`, `nn.LazyConv2d(16, 3)` becomes `nn.Conv2d(3, 16, 3)` (the other arguments are
+    kept). The state_dict keys are the same (`fc.weight`, `fc.bias`) and a float checkpoint loads
+    into the fixed model and gives exactly the same outputs. It is unsafe because the fixed model
+    is not the same program: its weights are initialized when it is built, from a different random
+    stream than the lazy module's (initialized at its first forward), so a model trained from
+    scratch, or seeded, starts from other numbers; and the size is now fixed, so an input whose
+    size differs from the analysed shape fails where the lazy module would have adapted.
+
+    Offered where the lazy module is built by a call of the checked file (`self.fc = nn.LazyLinear(4)`,
+    or inside an `nn.Sequential(...)`) and the analysed shape reaches it.
 
     ## References
     - [`torch.nn.modules.lazy.LazyModuleMixin`](https://pytorch.org/docs/stable/generated/torch.nn.modules.lazy.LazyModuleMixin.html)
@@ -248,6 +265,8 @@ class LazyModuleAtPrepare(Rule):
     flows = (Flow.EAGER, Flow.FX)
     basis = (Basis.GRAPH,)
     summary = "an uninitialized lazy module at prepare loses its observer"
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "unsafe (the concrete module, sized from the analysed input shape)"
     examples = (
         Invalid(
             """\
@@ -267,6 +286,22 @@ class Head(nn.Module):
 """,
             lines=(13,),
             args=("--input-shape", "1x8"),
+            unsafe=True,
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.fc = nn.Linear(8, 4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.fc(self.quant(x)))
+""",
         ),
         Valid(
             """\
@@ -298,4 +333,68 @@ class Head(nn.Module):
                     "and its observer is lost (`convert` fails: \"no attribute 'activation_post_process'\"); give its "
                     "sizes, or run one forward pass before `prepare`",
                     name,
+                    data=_sizes(qg, facts.module, lazy),
                 )
+
+    def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+        out: dict[int, Fix] = {}
+        for index, diag in items:
+            fix = _concrete_fix(ctx, diag)
+            if fix is not None:
+                out[index] = fix
+        return out
+
+
+# the size a lazy module infers from its input, by the attribute its concrete module stores it in
+_INFERRED_SIZES = ("in_features", "in_channels", "num_features")
+
+
+@dataclass(frozen=True)
+class LazySizes:
+    """What QL412 hands its fix: the lazy class, the concrete class it became on the analysed input (its
+    dotted name under ``torch.nn``) and the input size it inferred, the concrete constructor's first argument."""
+
+    lazy: str
+    concrete: str
+    size: int
+
+
+def _sizes(qg: QGraph, qualname: str, lazy: str) -> LazySizes | None:
+    """The sizes the lazy module took in the meta run at the analysed shape (None if it did not run)."""
+    import torch.nn as nn
+
+    module = qg.submodule(qualname)
+    concrete = type(module).__name__
+    if concrete == lazy or getattr(nn, concrete, None) is not type(module):
+        return None
+    size = next((getattr(module, attr) for attr in _INFERRED_SIZES if hasattr(module, attr)), None)
+    return LazySizes(lazy, f"torch.nn.{concrete}", size) if isinstance(size, int) else None
+
+
+def _concrete_fix(ctx: FileContext, diag: Diagnostic) -> Fix | None:
+    """``nn.LazyLinear(4)`` -> ``nn.Linear(8, 4)`` at the call of the file that built the module."""
+    import libcst as cst
+
+    data = diag.data
+    info = ctx.model_for(diag)
+    if not isinstance(data, LazySizes) or info is None or not diag.module:
+        return None
+    try:
+        module = info.model.get_submodule(diag.module)
+    except AttributeError:
+        return None
+    call = ctx.construction_call(module, direct=True)
+    if call is None or (get_full_name_for_node(call.func) or "").rsplit(".", 1)[-1] != data.lazy:
+        return None
+    if any(arg.star for arg in call.args):
+        return None
+    name, imports = spelled(ctx, (data.concrete,))
+    size = cst.Arg(cst.Integer(str(data.size)))
+    new = call.with_changes(func=cst.parse_expression(name), args=[size, *call.args])
+    text = cst.Module([]).code_for_node(new)
+    return Fix(
+        Applicability.UNSAFE,
+        f"Build `{text}` (the size `{data.lazy}` infers from the analysed input shape; the weights are "
+        "initialized at construction, not at the first forward)",
+        (*imports, ctx.file.replace(call, text)),
+    )

@@ -4,10 +4,12 @@ The fix:
 
 ``self.quant = QuantStub()`` / ``self.dequant = DeQuantStub()`` after ``super().__init__()`` of the
 root model's class, the float inputs quantized at the top of ``forward`` (one stub per input: each
-observes its own range), every returned quantized tensor dequantized. Stubs are the identity in
-float and hold no state: the fix is safe.
-Offered only where it is exact: the root's class is in the file, QL101 only when the model has no
-QuantStub at all (a float island that forgets to re-quantize is not a boundary problem).
+observes its own range), every returned quantized tensor dequantized (one DeQuantStub per returned
+position). Stubs are the identity in float and hold no state: the fix is safe.
+Offered only where it is exact: the root's class is in the file; QL101 quantizes the ``forward``
+parameters whose float values reach a swapped module without passing a QuantStub (a model that already
+quantizes its first input gets a stub for the second; a float island that forgets to re-quantize is
+not a boundary problem and is left alone).
 
 A model whose class lives in a library (``torchvision.models.vgg16()``) but is built in the file gets
 a subclass of ``QuantWrapper`` written into the file, and the construction wrapped in it. That is
@@ -71,7 +73,9 @@ class MissingQuantStub(Rule):
     ## Fix safety
     Safe: the fix adds a `QuantStub` attribute in `__init__` and quantizes the input at the
     top of `forward`. Before `convert` a stub is the identity, so the float model computes
-    exactly what it did.
+    exactly what it did. A model with several tensor inputs gets one stub per input that reaches
+    a swapped module in float (`self.quant_a`, `self.quant_b`: each observes its own range), also
+    when it already quantizes some of them.
 
     For a model whose class lives in a library but is built in the checked file
     (`return torchvision.models.vgg16(weights=None).eval()`), there is no class to edit. The unsafe fix
@@ -140,6 +144,45 @@ class Net(nn.Module):
         return self.dequant(x)
 """,
         ),
+        Invalid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.dequant = DeQuantStub()
+        self.conv_a = nn.Conv2d(3, 8, 3)
+        self.conv_b = nn.Conv2d(3, 8, 3)
+
+    def forward(self, a, b):
+        a = self.quant(a)
+        return self.dequant(self.conv_a(a)), self.dequant(self.conv_b(b))  # b stays float
+""",
+            lines=(15,),
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant_b = QuantStub()
+        self.quant = QuantStub()
+        self.dequant = DeQuantStub()
+        self.conv_a = nn.Conv2d(3, 8, 3)
+        self.conv_b = nn.Conv2d(3, 8, 3)
+
+    def forward(self, a, b):
+        b = self.quant_b(b)
+        a = self.quant(a)
+        return self.dequant(self.conv_a(a)), self.dequant(self.conv_b(b))  # b stays float
+""",
+        ),
         Valid(
             """\
 import torch.nn as nn
@@ -190,7 +233,9 @@ class MissingDequantStub(Rule):
     ## Fix safety
     Safe: the fix adds a `DeQuantStub` attribute in `__init__` and dequantizes the value before
     `return`. Before `convert` a stub is the identity; after it the caller gets float tensors,
-    which is what float code expects.
+    which is what float code expects. A model returning a tuple gets one DeQuantStub per
+    quantized element (`self.dequant_0`, `self.dequant_1`); a DeQuantStub the model already has
+    is used when it dequantizes nothing yet.
 
     For a model whose class lives in a library but is built in the checked file
     (`return torchvision.models.vgg16(weights=None).eval()`), there is no class to edit. The unsafe fix
@@ -295,6 +340,43 @@ def scores(model, image):
 if __name__ == "__main__":
     qmodel = quantize(Net(), [torch.rand(1, 3, 16, 16)])
     print(scores(qmodel, torch.rand(1, 3, 16, 16)).shape)
+""",
+        ),
+        Invalid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import QuantStub
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.boxes = nn.Conv2d(3, 4, 1)
+        self.scores = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        x = self.quant(x)
+        return self.boxes(x), self.scores(x)
+""",
+            lines=(14,),
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import QuantStub, DeQuantStub
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dequant_0 = DeQuantStub()
+        self.dequant_1 = DeQuantStub()
+        self.quant = QuantStub()
+        self.boxes = nn.Conv2d(3, 4, 1)
+        self.scores = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        x = self.quant(x)
+        return self.dequant_0(self.boxes(x)), self.dequant_1(self.scores(x))
 """,
         ),
         Valid(
@@ -416,7 +498,7 @@ def _model_fix(ctx: FileContext, info: CheckedModel, codes: set[str]) -> Fix | N
         return None
     forward = methods(cls)["forward"]
     has_quant = any(isinstance(m, QuantStub) for m in info.model.modules())
-    inputs = _float_inputs(qg) if "QL101" in codes and not has_quant else []
+    inputs = _float_inputs(qg) if "QL101" in codes else []
     if "QL101" in codes and not has_quant and not inputs:
         return None
     returns = _dequant_returns(ctx, qg, forward) if "QL102" in codes else []
@@ -426,17 +508,24 @@ def _model_fix(ctx: FileContext, info: CheckedModel, codes: set[str]) -> Fix | N
         return None
     taken = self_attributes(cls)
     existing_dequant = _existing_attr(info.model, DeQuantStub)
-    quant, dequant, imports = stub_names(ctx, bool(inputs), bool(returns) and existing_dequant is None)
+    if existing_dequant is not None and any(f.module == existing_dequant for _, f in qg.nodes("call_module")):
+        existing_dequant = None  # it dequantizes another output already: this one gets its own
+    positions = sorted({position for position, _ in returns})
+    quant, dequant, imports = stub_names(ctx, bool(inputs), len(positions) > (existing_dequant is not None))
     declarations, edits = [], list(imports)
     quant_attrs = []
     for name in inputs:
-        attr = free_name("quant" if len(inputs) == 1 else f"quant_{name}", taken)
+        attr = free_name("quant" if len(inputs) == 1 and not has_quant else f"quant_{name}", taken)
         quant_attrs.append(attr)
         declarations.append(f"self.{attr} = {quant}()")
-    dequant_attr = existing_dequant
-    if returns and dequant_attr is None:
-        dequant_attr = free_name("dequant", taken)
-        declarations.append(f"self.{dequant_attr} = {dequant}()")
+    dequant_attrs: dict[int, str] = {}  # one DeQuantStub per returned position
+    for position in positions:
+        if not dequant_attrs and existing_dequant is not None:
+            dequant_attrs[position] = existing_dequant
+            continue
+        attr = free_name("dequant" if len(positions) == 1 else f"dequant_{position}", taken)
+        dequant_attrs[position] = attr
+        declarations.append(f"self.{attr} = {dequant}()")
     if declarations:
         declaration = declare(ctx, cls, declarations)
         if declaration is None:
@@ -448,8 +537,8 @@ def _model_fix(ctx: FileContext, info: CheckedModel, codes: set[str]) -> Fix | N
             return None
         lines = [f"{name} = self.{attr}({name})" for name, attr in zip(inputs, quant_attrs, strict=False)]
         edits.append(ctx.file.insert_lines_before(first, lines))
-    for node in returns:
-        edits.append(ctx.file.replace(node, f"self.{dequant_attr}({ctx.file.code(node)})"))
+    for position, node in returns:
+        edits.append(ctx.file.replace(node, f"self.{dequant_attrs[position]}({ctx.file.code(node)})"))
     parts = []
     if inputs:
         parts.append("quantize " + ", ".join(f"`{n}`" for n in inputs) + " at the top of `forward`")
@@ -538,25 +627,39 @@ def _existing_attr(model, kind: type) -> str | None:
 
 
 def _float_inputs(qg) -> list[str]:
-    """Forward parameters holding float tensors that reach a module ``convert`` swaps."""
-    from qlint.model.analysis import Kind
-    from qlint.model.digraph import has_path
+    """Forward parameters holding float tensors that reach, through float values only, a module ``convert``
+    swaps; a parameter that some path takes into a QuantStub already is left alone (one stub per input)."""
+    from torch.ao.quantization import QuantStub
 
-    swapped = [n for n, f in qg.nodes() if f.swapped]
+    from qlint.model.analysis import Kind
+
     out = []
     for name, facts in qg.nodes("placeholder"):
         target = str(qg.fx_nodes[name].target)
-        if (
-            facts.kind is Kind.FLOAT
-            and not target.startswith("*")
-            and any(has_path(qg.graph, name, s) for s in swapped)
-        ):
+        if facts.kind is not Kind.FLOAT or target.startswith("*"):
+            continue
+        reaches_swapped = reaches_stub = False
+        seen, todo = {name}, [name]
+        while todo:
+            for user in qg.users(todo.pop()):
+                if user in seen:
+                    continue
+                seen.add(user)
+                user_facts = qg.facts(user)
+                if user_facts.module_type is not None and issubclass(user_facts.module_type, QuantStub):
+                    reaches_stub = True
+                elif user_facts.swapped:
+                    reaches_swapped = reaches_swapped or Kind.FLOAT in user_facts.input_kinds[:1]
+                elif user_facts.kind in (Kind.FLOAT, Kind.UNKNOWN):  # unknown: meta execution gave up there
+                    todo.append(user)
+        if reaches_swapped and not reaches_stub:
             out.append(target)
     return out
 
 
-def _dequant_returns(ctx: FileContext, qg, forward: cst.FunctionDef) -> list[cst.BaseExpression] | None:
-    """The expressions to wrap in ``self.dequant(...)``: each quantized element of each ``return``."""
+def _dequant_returns(ctx: FileContext, qg, forward: cst.FunctionDef) -> list[tuple[int, cst.BaseExpression]] | None:
+    """The expressions to wrap in a DeQuantStub, with their position in the returned tuple (0 for a single
+    value): each quantized element of each ``return``."""
     import torch.fx as fx
 
     from qlint.model.analysis import Kind
@@ -569,7 +672,7 @@ def _dequant_returns(ctx: FileContext, qg, forward: cst.FunctionDef) -> list[cst
     returns = _returns(forward)
     if not returns:
         return None
-    wrap: list[cst.BaseExpression] = []
+    wrap: list[tuple[int, cst.BaseExpression]] = []
     for ret in returns:
         expr = ret.value
         if expr is None:
@@ -579,9 +682,10 @@ def _dequant_returns(ctx: FileContext, qg, forward: cst.FunctionDef) -> list[cst
                 return None
             if any(isinstance(e, cst.StarredElement) for e in expr.elements):
                 return None
-            wrap.extend(e.value for e, v in zip(expr.elements, value, strict=False) if kind(v) is Kind.QUANT)
+            elements = zip(expr.elements, value, strict=False)
+            wrap.extend((i, e.value) for i, (e, v) in enumerate(elements) if kind(v) is Kind.QUANT)
         elif isinstance(value, fx.Node) and kind(value) is Kind.QUANT:
-            wrap.append(expr)
+            wrap.append((0, expr))
         else:
             return None
     return wrap

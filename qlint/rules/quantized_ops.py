@@ -22,7 +22,7 @@ from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, shared
-from qlint.rules.float_islands import FloatIsland, float_island_fixes
+from qlint.rules.float_islands import FloatIsland, first_arg_only, float_island_fixes
 from qlint.source.edit import attribute_assignments, free_name, methods, parameters
 from qlint.source.idioms import FLOAT_FUNCTIONAL, declare, spelled
 from qlint.source.index import self_attributes
@@ -408,17 +408,6 @@ def _name(facts) -> str:
     return facts.module_type.__name__ if facts.module_type else str(facts.target)
 
 
-def _first_arg_only(qg: QGraph, name: str) -> bool:
-    """The node's first argument is its only quantized input (a float island then needs one DeQuantStub)."""
-    import torch.fx as fx
-
-    from qlint.model.analysis import Kind
-
-    node = qg.fx_nodes[name]
-    quantized = [n for n in node.all_input_nodes if qg.facts(n.name).kind is Kind.QUANT]
-    return bool(node.args) and isinstance(node.args[0], fx.Node) and quantized == [node.args[0]]
-
-
 def quantized_op_findings(qg: QGraph) -> list[Diagnostic]:
     """QL103/QL104/QL105 in one walk: ops that receive a quantized tensor, by what torch supports."""
     return list(_walk(qg))
@@ -451,7 +440,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                 f"`{qg.full(facts.module)}` ({_name(facts)}) has no quantized kernel{island} but receives a quantized "
                 "tensor: wrap it in a float island (DeQuantStub before, QuantStub after)",
                 name,
-                data=FloatIsland(f"`{qg.full(facts.module)}`", _first_arg_only(qg, name)),
+                data=FloatIsland(f"`{qg.full(facts.module)}`", first_arg_only(qg, name)),
             )
         elif facts.op in ("call_function", "call_method") and facts.module is None:
             what = _augmented(qg.source_text(name)) or support.describe_target(facts.op, facts.target)
@@ -469,7 +458,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} has no quantized kernel but receives a quantized tensor: "
                     "dequantize before it and quantize after (a float island)",
                     name,
-                    data=FloatIsland(what, _first_arg_only(qg, name)),
+                    data=FloatIsland(what, first_arg_only(qg, name)),
                 )
             elif facts.quantized_support and facts.target in support.CAT_FUNCTIONS:
                 yield qg.diagnostic(

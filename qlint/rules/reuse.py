@@ -6,19 +6,26 @@ The fix: QL202: a module called at several sites -> one instance per call site.
 constructor arguments, declared right after the original), the second call site using ``self.relu2``.
 Safe when the module holds no parameters or buffers (the state_dict keys do not change);
 unsafe otherwise: the new instance has its own fresh weights, and checkpoints lack its keys.
+
+A module called inside a loop over ``self.blocks`` (``for blk in self.blocks: x = self.relu(blk(x))``)
+becomes a ``ModuleList`` of copies as long as ``self.blocks``, declared after it and indexed with the
+loop's counter (``enumerate`` is added when the loop has none); the old attribute is dropped when that
+call was its only use.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
 
-from qlint.diagnostics import Applicability, Diagnostic, Fix, Severity
+from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid
-from qlint.source.edit import attribute_assignments, methods, numbered
+from qlint.source.edit import attribute_assignments, free_name, methods, numbered
+from qlint.source.idioms import spelled
 from qlint.source.index import self_attributes
 
 if TYPE_CHECKING:
@@ -52,7 +59,16 @@ class ReusedModule(Rule):
     Safe: the fix adds one attribute per extra call site (a copy of the module's
     construction) and renames the calls. The float model computes the same thing; only the
     observers and quantization parameters become separate. Take care with a reused module
-    that has parameters (a shared `Linear`, tied weights): a copy unties the weights.
+    that has parameters (a shared `Linear`, tied weights): a copy unties the weights, so the fix
+    is unsafe for such a module (new weights, new state_dict keys).
+
+    A module called inside a loop over a `ModuleList` (`for blk in self.blocks:
+    x = self.relu(blk(x))`) runs once per iteration: the fix declares a `ModuleList` of copies
+    as long as the loop's sequence (`self.relus`, after `self.blocks` in `__init__`) and calls
+    `self.relus[i]`, counting the loop with `enumerate` when it does not count already
+    (`enumerate(self.blocks)` and `range(len(self.blocks))` loops are used as they are). The old
+    attribute is removed when that call was its only use. Offered for a `for` loop over a
+    `self` attribute declared once in `__init__`, not nested in another loop.
 
     ## References
     - [pytorch/pytorch#29657](https://github.com/pytorch/pytorch/issues/29657) (a reused observer "is always an error because observers collect statistics and the
@@ -71,7 +87,7 @@ class ReusedModule(Rule):
     basis = (Basis.GRAPH,)
     summary = "one module instance is called at several sites"
     fix_availability = FixAvailability.SOMETIMES
-    fix_title = "safe (distinct instances)"
+    fix_title = "safe (distinct instances; a `ModuleList` of copies for a loop); unsafe for a module with weights"
     examples = (
         Invalid(
             """\
@@ -114,6 +130,47 @@ class Net(nn.Module):
         x = self.quant(x)
         x = self.act(self.conv1(x))
         x = self.act2(self.conv2(x))  # the same instance: one scale for both
+        return self.dequant(x)
+""",
+        ),
+        Invalid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.blocks = nn.ModuleList([nn.Conv2d(8, 8, 3, padding=1) for _ in range(3)])
+        self.relu = nn.ReLU()
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        for blk in self.blocks:
+            x = self.relu(blk(x))  # one ReLU for the 3 blocks
+        return self.dequant(x)
+""",
+            lines=(16,),
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.blocks = nn.ModuleList([nn.Conv2d(8, 8, 3, padding=1) for _ in range(3)])
+        self.relus = nn.ModuleList([nn.ReLU() for _ in range(len(self.blocks))])
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        for i, blk in enumerate(self.blocks):
+            x = self.relus[i](blk(x))  # one ReLU for the 3 blocks
         return self.dequant(x)
 """,
         ),
@@ -232,11 +289,19 @@ def _split(ctx: FileContext, diag: Diagnostic, cls: cst.ClassDef, attr: str) -> 
     init = methods(cls).get("__init__")
     declared = attribute_assignments(init, attr) if init is not None else []
     sites = sorted(_sites(cls, attr), key=file.start)
-    if len(declared) != 1 or len(sites) < 2 or len(declared[0].body) != 1:
+    if len(declared) != 1 or len(declared[0].body) != 1:
         return None
     declaration = declared[0]
     value = declaration.body[0].value
     if not isinstance(value, cst.Call):
+        return None
+    for call in sites:
+        loop = _loop_of(file, call)
+        if loop is not None:
+            fix = _loop_split(ctx, diag, cls, attr, call, loop, only_site=len(sites) == 1)
+            if fix is not None:
+                return fix
+    if len(sites) < 2:
         return None
     taken = self_attributes(cls)
     names, k = [], 2
@@ -259,6 +324,114 @@ def _split(ctx: FileContext, diag: Diagnostic, cls: cst.ClassDef, attr: str) -> 
         + ("" if stateless else " (new weights: the state_dict gains keys)"),
         tuple(edits),
     )
+
+
+def _loop_of(file, call: cst.Call) -> cst.For | None:
+    """The ``for`` loop of the method that runs ``call`` once per iteration (not nested in another loop)."""
+    loops = []
+    node = file.parents.get(call)
+    while node is not None and not isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+        if isinstance(node, (cst.For, cst.While, cst.CompFor, cst.Lambda)):
+            loops.append(node)
+        node = file.parents.get(node)
+    return loops[0] if len(loops) == 1 and isinstance(loops[0], cst.For) and call not in _else_calls(loops[0]) else None
+
+
+def _else_calls(loop: cst.For) -> set[cst.Call]:
+    found: set[cst.Call] = set()
+    if loop.orelse is not None:
+
+        class Visitor(cst.CSTVisitor):
+            def visit_Call(self, node: cst.Call) -> None:
+                found.add(node)
+
+        loop.orelse.visit(Visitor())
+    return found
+
+
+def _self_attr(node: cst.BaseExpression) -> str | None:
+    """``self.blocks`` -> blocks."""
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+        return node.attr.value
+    return None
+
+
+def _loop_index(file, loop: cst.For, taken: set[str]) -> tuple[str, str, list[Edit]] | None:
+    """(the loop's index variable, the ``self`` attribute it iterates over, edits that make the loop count).
+
+    ``for blk in self.blocks`` becomes ``for i, blk in enumerate(self.blocks)``; ``enumerate(self.blocks)``
+    and ``range(len(self.blocks))`` loops already count.
+    """
+    it = loop.iter
+    if _self_attr(it) is not None:
+        index = free_name("i", taken)
+        target = file.code(loop.target)
+        if isinstance(loop.target, cst.Tuple) and not loop.target.lpar:
+            target = f"({target})"
+        edits = [file.replace(loop.target, f"{index}, {target}"), file.replace(it, f"enumerate({file.code(it)})")]
+        return index, _self_attr(it), edits
+    if not isinstance(it, cst.Call) or len(it.args) != 1 or it.args[0].keyword or it.args[0].star:
+        return None
+    function, arg = get_full_name_for_node(it.func), it.args[0].value
+    if function == "enumerate" and isinstance(loop.target, cst.Tuple) and len(loop.target.elements) == 2:
+        index = loop.target.elements[0].value
+        if isinstance(index, cst.Name) and _self_attr(arg) is not None:
+            return index.value, _self_attr(arg), []
+    if function == "range" and isinstance(loop.target, cst.Name) and isinstance(arg, cst.Call):
+        if get_full_name_for_node(arg.func) == "len" and len(arg.args) == 1 and _self_attr(arg.args[0].value):
+            return loop.target.value, _self_attr(arg.args[0].value), []
+    return None
+
+
+def _loop_split(
+    ctx: FileContext, diag: Diagnostic, cls: cst.ClassDef, attr: str, call: cst.Call, loop: cst.For, only_site: bool
+) -> Fix | None:
+    """A module called once per iteration of a loop over ``self.<seq>`` -> a ModuleList of copies, one per
+    iteration, declared after ``self.<seq>`` and indexed with the loop's counter."""
+    file = ctx.file
+    init = methods(cls)["__init__"]
+    declaration = attribute_assignments(init, attr)[0]
+    value = declaration.body[0].value
+    function = file.enclosing_function(call)
+    names_in_function = {n.value for n in _names(function)}
+    counted = _loop_index(file, loop, set(names_in_function))
+    if counted is None:
+        return None
+    index, sequence, edits = counted
+    declared = attribute_assignments(init, sequence)
+    if len(declared) != 1 or any(file.parents.get(stmt) is not init.body for stmt in (declared[0], declaration)):
+        return None  # declared once, at the top level of __init__ (not under an `if`)
+    taken = self_attributes(cls)
+    name = free_name(attr + ("_list" if attr.endswith("s") else "s"), taken)
+    module_list, imports = spelled(ctx, ("torch.nn.ModuleList",))
+    constructor = file.code(value)
+    line = f"self.{name} = {module_list}([{constructor} for _ in range(len(self.{sequence}))])"
+    after = max((declared[0], declaration), key=file.start)
+    edits = [*imports, *edits, file.insert_lines_after(after, [line])]
+    receiver = call.func if isinstance(call.func.value, cst.Name) else call.func.value
+    edits.append(file.replace(receiver, f"self.{name}[{index}]"))
+    if only_site and len(re.findall(rf"\b{re.escape(attr)}\b", file.text)) == 2:
+        removal = file.delete_line_of(declaration)  # the declaration and this call were its only uses
+        if removal is not None:
+            edits.append(removal)
+    stateless = _stateless(ctx, diag, value)
+    return Fix(
+        Applicability.SAFE if stateless else Applicability.UNSAFE,
+        f"One instance per iteration: `self.{name}[{index}]`, a ModuleList as long as `self.{sequence}`"
+        + ("" if stateless else " (new weights: the state_dict gains keys)"),
+        tuple(edits),
+    )
+
+
+def _names(node: cst.CSTNode) -> list[cst.Name]:
+    found: list[cst.Name] = []
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Name(self, name: cst.Name) -> None:
+            found.append(name)
+
+    node.visit(Visitor())
+    return found
 
 
 def _stateless(ctx: FileContext, diag: Diagnostic, value: cst.Call) -> bool:
