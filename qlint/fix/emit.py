@@ -62,22 +62,25 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
     ``unsafe`` also applies the fixes that change numerics (ReLU6 -> ReLU so Conv-BN-ReLU fuses, as
     torchvision's hand-written quantizable models do) or interfaces.
     """
+    from qlint.config import with_pragmas
     from qlint.fix.apply import fix_text, write_atomic
     from qlint.rules.relu6 import relu6_to_relu, split_relu6
+    from qlint.source.file import SourceFile
 
+    settings = with_pragmas(settings, SourceFile.read(path))  # the file's `# qlint: input-shape`
     spec, model, ctor = _library_model(path, settings, expr)
-    text = render(model, ctor, spec.name, path)
+    text = render(model, ctor, spec.name, path, shape=settings.input_shape)
     rewrites = 0
     for rewrite, note, wanted in ((relu6_to_relu, UNSAFE_NOTE, unsafe), (split_relu6, SPLIT_NOTE, True)):
         _, rewrites = rewrite(text, model) if wanted else (text, 0)
         if rewrites:
             note = note.format(sites=f"{rewrites} site{'s' * (rewrites > 1)}")
-            text, _ = rewrite(render(model, ctor, spec.name, path, note=note), model)
+            text, _ = rewrite(render(model, ctor, spec.name, path, note=note, shape=settings.input_shape), model)
             break
     fix_settings = Settings(select=settings.select, ignore=settings.ignore, backend=settings.backend,
                             input_shape=settings.input_shape)  # fmt: skip
     outcome = fix_text(out, text, fix_settings, unsafe=unsafe)
-    _verify(outcome.text, out, model, exact=not unsafe)
+    _verify(outcome.text, out, model, exact=not unsafe, shape=settings.input_shape)
     write_atomic(out, outcome.text)
     return spec.name, outcome.fixed + rewrites
 
@@ -115,7 +118,14 @@ def _library_model(path: str, settings: Settings, expr: str | None):
 
 
 def _is_torch(cls: type) -> bool:
-    return cls.__module__.split(".")[0] == "torch"
+    """Part of torch itself; torch's own test models (``torch.testing``) are model code like a library's."""
+    return cls.__module__.split(".")[0] == "torch" and not cls.__module__.startswith("torch.testing")
+
+
+def _library(cls: type) -> str:
+    """The modules whose classes are recorded: the top-level package (``torchvision``), or for a model of torch's
+    own test helpers only its module (not all of torch)."""
+    return cls.__module__ if cls.__module__.startswith("torch.") else cls.__module__.split(".")[0]
 
 
 def _defined_in(cls: type, path: str) -> bool:
@@ -129,11 +139,11 @@ class _recording:
     """Record ``(args, kwargs)`` of every object built by the classes of the root's library modules."""
 
     def __init__(self, root_cls: type):
-        package = root_cls.__module__.split(".")[0]
+        package = _library(root_cls)
         self.classes = [
             obj
             for name, mod in list(sys.modules.items())
-            if name.split(".")[0] == package and mod is not None
+            if (name == package or name.startswith(package + ".")) and mod is not None
             for obj in vars(mod).values()
             if isinstance(obj, type) and obj.__module__ == name and "__init__" in vars(obj)
         ]
@@ -161,8 +171,8 @@ class _recording:
 # ---- rendering --------------------------------------------------------------------------------------
 
 
-def render(model, ctor, name: str, path: str, note: str = "") -> str:
-    """The emitted file's text, before fixes."""
+def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, ...] | None = None) -> str:
+    """The emitted file's text, before fixes; ``shape`` (the source's input-shape pragma) is kept as a pragma."""
     code = _Code()
     types_used = [type(m) for m in model.modules()]
     wanted: list[type] = []
@@ -179,6 +189,8 @@ def render(model, ctor, name: str, path: str, note: str = "") -> str:
     libraries = ", ".join(sorted({c.__module__.split(".")[0] for c in code.classes}))
     source = os.path.basename(path)
     parts = [HEADER.format(what=f"`{name}`", source=source, libraries=libraries, note=note)]
+    if shape:
+        parts[0] += f"# qlint: input-shape = {'x'.join(map(str, shape))}\n"
     parts.append("\n".join(_merged_imports(code.imports.values())))
     for fn in code.functions:
         parts.append(textwrap.dedent(inspect.getsource(fn)).rstrip())
@@ -357,7 +369,7 @@ def _resolve_names(source: str, module, code: _Code, wanted: list[type], local: 
 # ---- verification -----------------------------------------------------------------------------------
 
 
-def _verify(text: str, out: str, original, exact: bool = True) -> None:
+def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int, ...] | None = None) -> None:
     """The emitted model loads the original's state_dict (strict) and gives the same float output.
 
     Not ``exact`` (unsafe fixes may change the numerics): only that it runs, output of the same shape.
@@ -379,9 +391,8 @@ def _verify(text: str, out: str, original, exact: bool = True) -> None:
             emitted = module.build_model().eval()
             emitted.load_state_dict(original.state_dict(), strict=True)
             original.eval()
-            shape = _input_shape(original)
-            if shape is not None:
-                x = torch.rand(shape)
+            x = _example_input(original, shape)
+            if x is not None:
                 with torch.no_grad():
                     want, got = _flat(original(x)), _flat(emitted(x))
                     same = want.shape == got.shape and (not exact or torch.allclose(want, got, rtol=1e-4, atol=1e-5))
@@ -393,13 +404,20 @@ def _verify(text: str, out: str, original, exact: bool = True) -> None:
         raise EmitError(f"the emitted model failed its check: {type(exc).__name__}: {exc}") from None
 
 
-def _input_shape(model):
+def _example_input(model, shape: tuple[int, ...] | None):
+    """A random input at ``shape`` (token ids when the model starts with an embedding), else guessed from the
+    first layer (1xCx64x64 before a Conv2d); None when there is nothing to guess from."""
+    import torch
     import torch.nn as nn
 
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
-    if isinstance(first, nn.Conv2d):
-        return (1, first.in_channels, 64, 64)
-    return (1, first.in_features) if isinstance(first, nn.Linear) else None
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))), None)
+    if isinstance(first, nn.Embedding):
+        return torch.randint(0, first.num_embeddings, shape or (1, 8))
+    if shape is None and isinstance(first, nn.Conv2d):
+        shape = (1, first.in_channels, 64, 64)
+    elif shape is None and isinstance(first, nn.Linear):
+        shape = (1, first.in_features)
+    return None if shape is None else torch.rand(shape)
 
 
 def _flat(out):
