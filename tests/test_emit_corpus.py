@@ -85,3 +85,38 @@ def test_emit_writes_torchs_own_test_models(write, qlint, tmp_path):
     emitted = load(out, "build_model()")
     assert _same_float_output(ConvBnReLUModel().eval(), emitted, (1, 3, 8, 8))
     assert eager_flow(emitted, (1, 3, 8, 8)) > 15
+
+
+SEQUENTIAL_SILU = """
+from torch import nn
+
+
+def conv_block(cin, cout, activation_layer=nn.SiLU):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), activation_layer())
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(conv_block(3, 8), conv_block(8, 8))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))
+"""
+
+
+def test_emit_runs_layers_with_no_quantized_kernel_inside_sequentials_in_float(write, qlint, tmp_path):
+    """efficientnet_b0's SiLUs live in nn.Sequential blocks (no call site for a float island): the emitted file
+    converted but failed at its first int8 forward (`aten::silu.out` on QuantizedCPU)."""
+    write("seqlib.py", SEQUENTIAL_SILU)
+    path = write("effnet_like.py", "# qlint: input-shape = 1x3x16x16\nimport seqlib\n\n\ndef build_model():\n"
+                 "    return seqlib.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "float_islands(" in out.read_text() and "nn.SiLU,\n" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "seqlib", "seqlib.Net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

@@ -80,9 +80,75 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
     fix_settings = Settings(select=settings.select, ignore=settings.ignore, backend=settings.backend,
                             input_shape=settings.input_shape)  # fmt: skip
     outcome = fix_text(out, text, fix_settings, unsafe=unsafe)
-    _verify(outcome.text, out, model, exact=not unsafe, shape=settings.input_shape)
-    write_atomic(out, outcome.text)
-    return spec.name, outcome.fixed + rewrites
+    text, islands = with_float_islands(outcome.text, model, outcome.remaining)
+    _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
+    write_atomic(out, text)
+    return spec.name, outcome.fixed + rewrites + islands
+
+
+FLOAT_ISLANDS = '''
+def _island_in(module: nn.Module, args: tuple) -> tuple:
+    return tuple(module.island_dequant(a) if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def _island_out(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return module.island_quant(output)
+
+
+def float_islands(model: nn.Module, *kinds: type) -> nn.Module:
+    """Run the layers of these kinds in float (they have no quantized kernel): a DeQuantStub before and a
+    QuantStub after each, as hooks, so the state_dict keys and the float outputs stay the original's.
+    A layer already in an island where it is called (`self.dequant_<name>` beside it) is left alone."""
+    for name, module in list(model.named_modules()):
+        parent, _, attr = name.rpartition(".")
+        if type(module) in kinds and not hasattr(model.get_submodule(parent), f"dequant_{attr}"):
+            module.island_dequant, module.island_quant = DeQuantStub(), QuantStub()
+            module.register_forward_pre_hook(_island_in)
+            module.register_forward_hook(_island_out)
+    return model
+'''
+
+
+def with_float_islands(text: str, model, remaining) -> tuple[str, int]:
+    """QL105 on a layer the fix loop could not wrap at a call site (a layer inside an ``nn.Sequential``, built by
+    ``activation_layer()``): ``build_model()`` runs every layer of that kind in float; (text, kinds wrapped).
+
+    Only leaf layers with one tensor output. qlint reports one layer per source line, so every layer of the
+    kind is wrapped; the stubs hold no state (the state_dict loads) and are the identity before ``convert``."""
+    import torch.nn as nn
+
+    kinds: list[type] = []
+    for diag in remaining:
+        if diag.code != "QL105" or not diag.module:
+            continue
+        try:
+            module = model.get_submodule(diag.module)
+        except AttributeError:
+            continue
+        leaf = next(module.children(), None) is None
+        if leaf and not isinstance(module, (nn.RNNBase, nn.MultiheadAttention)) and type(module) not in kinds:
+            kinds.append(type(module))
+    names = [f"nn.{k.__name__}" if k.__module__.startswith("torch.nn.modules") else k.__name__ for k in kinds]
+    start = text.rfind("\ndef build_model()")
+    ret = text.find("\n    return ", start)
+    if not names or start < 0 or ret < 0:
+        return text, 0
+    call = text[ret + len("\n    return ") :].rstrip()
+    listed = "".join(f"\n        {name}," for name in names)
+    build = text[:ret] + f"\n    return float_islands(\n        {call},{listed}\n    )\n"
+    tree = ast.parse(text)
+    bound = {a.asname or a.name for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+             for a in node.names}  # fmt: skip
+    imports = [line for name, line in (("torch", "import torch"),
+               ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
+               ("QuantStub", "from torch.ao.quantization import QuantStub")) if name not in bound]  # fmt: skip
+    build = build[: start + 1] + FLOAT_ISLANDS.strip("\n") + "\n\n\n" + build[start + 1 :]
+    if imports:
+        first = next(n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+        lines = build.splitlines(keepends=True)
+        lines[first.lineno - 1 : first.lineno - 1] = [line + "\n" for line in imports]
+        build = "".join(lines)
+    return build, len(kinds)
 
 
 def _library_model(path: str, settings: Settings, expr: str | None):
