@@ -36,10 +36,12 @@ def _original(folder, module: str, expr: str) -> torch.nn.Module:
     sys.path.insert(0, str(folder))
     try:
         torch.manual_seed(0)
-        return eval(expr, {module: importlib.import_module(module)}).eval()  # noqa: S307 - the test's own expression
+        importlib.import_module(module)
+        return eval(expr, {module.split(".")[0]: sys.modules[module.split(".")[0]]}).eval()  # noqa: S307 - the test's own expression
     finally:
         sys.path.pop(0)
-        sys.modules.pop(module, None)
+        for name in [m for m in sys.modules if m.split(".")[0] == module.split(".")[0]]:
+            sys.modules.pop(name)
 
 
 def _same_float_output(original: torch.nn.Module, emitted: torch.nn.Module, shape) -> bool:
@@ -119,4 +121,72 @@ def test_emit_runs_layers_with_no_quantized_kernel_inside_sequentials_in_float(w
     assert "float_islands(" in out.read_text() and "nn.SiLU,\n" in out.read_text()
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "seqlib", "seqlib.Net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+PACKAGE = {
+    "zpkg/__init__.py": "",
+    "zpkg/ops.py": """
+from torch import nn
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels: int, scale_activation=nn.Sigmoid):
+        super().__init__()
+        self.fc = nn.Conv2d(channels, channels, 1)
+        self.scale_activation = scale_activation()
+
+    def forward(self, x):
+        return self.scale_activation(self.fc(x))
+""",
+    "zpkg/backbone.py": """
+from functools import partial
+
+from torch import nn
+
+from .ops import SqueezeExcitation as SElayer
+
+
+class Block(nn.Module):
+    def __init__(self, channels: int, se_layer=partial(SElayer, scale_activation=nn.Hardsigmoid)):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.se = se_layer(channels)
+
+    def forward(self, x):
+        return self.se(self.conv(x))
+""",
+    "zpkg/seg.py": """
+from torch import nn
+
+from .backbone import Block
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.block = Block(4)
+
+    def forward(self, x):
+        return self.block(self.stem(x))
+""",
+}
+
+
+def test_emit_defines_a_class_before_a_default_argument_reads_it(write, qlint, tmp_path):
+    """torchvision's MobileNetV3 reads `SElayer` (torchvision.ops' SqueezeExcitation, copied after the models'
+    classes) in a default argument: the emitted lraspp/ssdlite/quantized MobileNetV3 raised NameError."""
+    for name, text in PACKAGE.items():
+        write(name, text)
+    path = write("seg_like.py", "# qlint: input-shape = 1x3x16x16\nimport zpkg.seg\n\n\ndef build_model():\n"
+                 "    return zpkg.seg.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    order = [text.index(s) for s in ("class SqueezeExcitation(", "SElayer = SqueezeExcitation", "class Block(")]
+    assert order == sorted(order)
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "zpkg.seg", "zpkg.seg.Net()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15

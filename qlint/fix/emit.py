@@ -272,7 +272,7 @@ def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, 
 
 
 def _ordered(classes: list[type], root_module: str) -> list[type]:
-    """Source order, the root's module last, every base before its subclasses."""
+    """Source order, the root's module last, every base and every class a definition reads before it."""
 
     def key(cls: type) -> tuple:
         try:
@@ -282,17 +282,45 @@ def _ordered(classes: list[type], root_module: str) -> list[type]:
         return (cls.__module__ == root_module, cls.__module__, line)
 
     out: list[type] = []
+    visiting: set[type] = set()
 
     def place(cls: type) -> None:
-        if cls in out or cls not in classes:
+        if cls in out or cls not in classes or cls in visiting:
             return
-        for base in cls.__bases__:
-            place(base)
+        visiting.add(cls)  # a cycle of definition-time names is cut, not followed forever
+        for dep in [*cls.__bases__, *_definition_deps(cls, classes)]:
+            place(dep)
         out.append(cls)
 
     for cls in sorted(classes, key=key):
         place(cls)
     return out
+
+
+def _definition_deps(cls: type, classes: list[type]) -> list[type]:
+    """The copied classes that ``cls``'s definition reads when it runs: bases, decorators, default arguments
+    and annotations of its methods (``se_layer=partial(SElayer, ...)`` in torchvision's MobileNetV3), class
+    attributes. They must be defined before it; names read inside method bodies need not."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    node = tree.body[0] if tree.body and isinstance(tree.body[0], ast.ClassDef) else None
+    if node is None:
+        return []
+    read: list[ast.AST] = [*node.bases, *node.keywords, *node.decorator_list]
+    for item in node.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = item.args
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            read += [*item.decorator_list, *args.defaults, *[d for d in args.kw_defaults if d is not None]]
+            read += [a.annotation for a in every if a is not None and a.annotation is not None]
+            read += [item.returns] if item.returns is not None else []
+        elif not isinstance(item, ast.ClassDef):
+            read.append(item)
+    namespace = vars(sys.modules[cls.__module__])
+    names = {n.id for part in read for n in ast.walk(part) if isinstance(n, ast.Name)}
+    return [namespace[n] for n in sorted(names) if namespace.get(n) in classes and namespace[n] is not cls]
 
 
 def _merged_imports(lines) -> list[str]:
