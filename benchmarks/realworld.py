@@ -682,7 +682,9 @@ def measure_qlint(row: dict, files_dir: Path, args: argparse.Namespace, code_at:
     """qlint's side at one version of its code: ``check`` on both files, ``emit`` where the wrapped flow fails."""
     paths = write_files(row, files_dir)
     t0 = time.perf_counter()
-    qlint = {kind: qlint_check(path, args.qlint_timeout, code_at) for kind, path in paths.items()}
+    qlint = None
+    if not args.emit_only:
+        qlint = {kind: qlint_check(path, args.qlint_timeout, code_at) for kind, path in paths.items()}
     wrapped = row["real"]["wrapped"]
     emit = None
     if not args.no_emit and judged(row, "wrapped") and not wrapped["ok"]:
@@ -712,9 +714,22 @@ def load_predictions(results: Path, tree: str | None = None) -> dict[str, dict]:
 
 
 def load(results: Path, tree: str | None = None) -> list[dict]:
-    """Rows with both verdicts: the real flow's and qlint's (the latest, or the one of qlint tree ``tree``)."""
-    real, predictions = load_real(results), load_predictions(results, tree)
-    return [{**row, **predictions[key]} for key, row in real.items() if key in predictions]
+    """Rows with both verdicts: the real flow's and qlint's. ``check`` and ``emit`` each from the latest
+    prediction that has them, made with qlint tree ``tree`` when there is one (``--emit-only`` rows carry no
+    ``check``); the qlint code of each side is kept in ``commit``/``qlint_tree`` and ``emit_commit``/``emit_tree``."""
+    real, lines = load_real(results), _lines(qlint_results_path(results))
+    rows = []
+    for key, row in real.items():
+        mine = [q for q in lines if q["id"] == key]
+        checks = [q for q in mine if q.get("qlint") is not None]
+        check = ([q for q in checks if q["qlint_tree"] == tree] or checks or [None])[-1]
+        if check is None:
+            continue
+        emits = [q for q in mine if q.get("emit") is not None or q.get("qlint") is not None]
+        emit = ([q for q in emits if q["qlint_tree"] == tree] or emits)[-1]
+        rows.append({**row, **check, "emit": emit.get("emit"), "emit_commit": emit["commit"],
+                     "emit_tree": emit["qlint_tree"]})  # fmt: skip
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------- the report
@@ -785,8 +800,10 @@ def report(rows: list[dict], out=sys.stdout) -> None:
     sizes = ", ".join(f"{g} {sum(r['group'] == g for r in rows)}" for g in groups)
     p(f"# qlint vs the real eager flow: {len(rows)} models ({sizes})")
     p(f"python {platform.python_version()}, {platform.machine()}")
-    versions = Counter((r["commit"], r["qlint_tree"]) for r in rows)
-    p("qlint code: " + ", ".join(f"commit {c} (qlint/ tree {t}): {n} models" for (c, t), n in versions.items()))
+    for side, commit, tree in (("check", "commit", "qlint_tree"), ("emit", "emit_commit", "emit_tree")):
+        versions = Counter((r[commit], r[tree]) for r in rows if side == "check" or r.get("emit"))
+        p(f"qlint code ({side}): " + ", ".join(f"commit {c} (qlint/ tree {t}): {n} models"
+                                               for (c, t), n in versions.items()))  # fmt: skip
     p()
     p("## qlint crashes and timeouts")
     bad = [(r, k) for r in rows for k in KINDS if not looked(r["qlint"][k])]
@@ -934,6 +951,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only qlint's side (check, emit) at the current commit, on models the real flow already "
                              "judged; the real flow is not run again")  # fmt: skip
     parser.add_argument("--no-emit", action="store_true", help="skip `qlint emit` on the wrapped failures")
+    parser.add_argument("--emit-only", action="store_true",
+                        help="with --recheck: only `qlint emit` on the models whose wrapped flow fails")  # fmt: skip
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--all-versions", action="store_true",
                         help="report the latest prediction per model whatever qlint code made it (default: the "
@@ -960,6 +979,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         predictions = load_predictions(results, code_at.tree)
         todo = [e for e in entries if e.id not in real or e.id not in predictions]
+        if args.emit_only:
+            todo = [e for e in todo if judged(real[e.id], "wrapped") and not real[e.id]["real"]["wrapped"]["ok"]]
         if args.limit:
             todo = todo[: args.limit]
         print(f"{len(entries)} models in the corpus, {len(entries) - len(todo)} already measured, {len(todo)} to go "
@@ -979,7 +1000,8 @@ def main(argv: list[str] | None = None) -> int:
             with lock, qlint_results_path(results).open("a") as fh:
                 fh.write(json.dumps(prediction) + "\n")
             verdict = {k: ("ok" if row["real"][k]["ok"] else row["real"][k]["stage"]) for k in KINDS}
-            said = {k: ",".join(sorted({d["code"] for d in errors(prediction["qlint"][k])})) or "-" for k in KINDS}
+            checked = prediction["qlint"] or {k: {"diagnostics": []} for k in KINDS}
+            said = {k: ",".join(sorted({d["code"] for d in errors(checked[k])})) or "-" for k in KINDS}
             emitted = prediction["emit"] and emit_outcome(prediction["emit"])
             print(f"[{time.perf_counter() - start:7.0f}s] {entry.id}: real {verdict}, qlint errors {said}"
                   f"{f', emit: {emitted}' if emitted else ''} ({time.perf_counter() - t0:.0f} s)",
