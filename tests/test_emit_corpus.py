@@ -190,3 +190,52 @@ def test_emit_defines_a_class_before_a_default_argument_reads_it(write, qlint, t
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "zpkg.seg", "zpkg.seg.Net()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+SWAPS_AFTER_BUILD = """
+from torch import nn
+from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant, self.dequant = QuantStub(), DeQuantStub()
+        self.block = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU6())
+        self.head = nn.Sequential(nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4), nn.ReLU6())
+
+    def forward(self, x):
+        return self.dequant(self.head(self.block(self.quant(x))))
+
+    def fuse_model(self):
+        fuse_modules(self, [["block.0", "block.1", "block.2"], ["head.0", "head.1", "head.2"]], inplace=True)
+
+
+def _replace_relu(module):
+    for name, child in module.named_children():
+        if isinstance(child, nn.ReLU6):
+            setattr(module, name, nn.ReLU())
+        else:
+            _replace_relu(child)
+
+
+def quantizable_net():
+    model = Net()
+    _replace_relu(model)  # as torchvision.models.quantization's builders do
+    return model
+"""
+
+
+def test_emit_repeats_what_the_library_does_after_constructing_the_model(write, qlint, tmp_path):
+    """torchvision's quantization.mobilenet_v2() swaps every ReLU6 for ReLU after construction: emitted from the
+    constructor alone, the model had ReLU6, its own fuse_model() failed and the fix loop never converged."""
+    write("swaplib.py", SWAPS_AFTER_BUILD)
+    path = write("qmbv2_like.py", "# qlint: input-shape = 1x3x16x16\nimport swaplib\n\n\ndef build_model():\n"
+                 "    return swaplib.quantizable_net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "return swapped(Net(), (nn.ReLU6, lambda: nn.ReLU()))" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "swaplib", "swaplib.quantizable_net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

@@ -69,13 +69,15 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
 
     settings = with_pragmas(settings, SourceFile.read(path))  # the file's `# qlint: input-shape`
     spec, model, ctor = _library_model(path, settings, expr)
-    text = render(model, ctor, spec.name, path, shape=settings.input_shape)
+    swaps = _swapped_after_build(model, ctor)
+    draw = functools.partial(render, swaps=swaps)
+    text = draw(model, ctor, spec.name, path, shape=settings.input_shape)
     rewrites = 0
     for rewrite, note, wanted in ((relu6_to_relu, UNSAFE_NOTE, unsafe), (split_relu6, SPLIT_NOTE, True)):
         _, rewrites = rewrite(text, model) if wanted else (text, 0)
         if rewrites:
             note = note.format(sites=f"{rewrites} site{'s' * (rewrites > 1)}")
-            text, _ = rewrite(render(model, ctor, spec.name, path, note=note, shape=settings.input_shape), model)
+            text, _ = rewrite(draw(model, ctor, spec.name, path, note=note, shape=settings.input_shape), model)
             break
     fix_settings = Settings(select=settings.select, ignore=settings.ignore, backend=settings.backend,
                             input_shape=settings.input_shape)  # fmt: skip
@@ -237,8 +239,53 @@ class _recording:
 # ---- rendering --------------------------------------------------------------------------------------
 
 
-def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, ...] | None = None) -> str:
-    """The emitted file's text, before fixes; ``shape`` (the source's input-shape pragma) is kept as a pragma."""
+def _swapped_after_build(model, ctor) -> list[tuple[type, object]]:
+    """Layers the library replaced after constructing the model (torchvision's quantizable builders call
+    ``_replace_relu``: every ReLU6 becomes ReLU), as (kind, the layer now there); the constructor alone would
+    give the other layers, numerics and fusions (the fix loop then fought the library's own ``fuse_model``)."""
+    import torch.nn as nn
+
+    args, kwargs = ctor
+    try:
+        built = dict(type(model)(*args, **kwargs).named_modules())
+    except Exception:  # noqa: BLE001 - a second construction is a guess; _verify judges the emitted model
+        return []
+    now = dict(model.named_modules())
+    if built.keys() != now.keys():
+        return []
+    changed: dict[type, list[nn.Module]] = {}
+    for name, module in now.items():
+        before = built[name]
+        if type(before) is not type(module):
+            stateless = not any(True for _ in (*module.children(), *module.parameters(), *module.buffers()))
+            if not (stateless and type(module).__module__.startswith("torch.nn.modules")):
+                raise EmitError(f"the library replaces `{name}` after building the model: cannot write that as code")
+            changed.setdefault(type(before), []).append(module)
+    swaps = []
+    for kind, modules in changed.items():
+        texts = {f"{type(m).__name__}({m.extra_repr()})" for m in modules}
+        if len(texts) > 1 or len(modules) != sum(type(m) is kind for m in built.values()):
+            raise EmitError(f"the library replaces some of its {kind.__name__} layers after building the model")
+        swaps.append((kind, modules[0]))
+    return swaps
+
+
+SWAPPED = '''
+def swapped(model: nn.Module, *swaps: tuple) -> nn.Module:
+    """What the library does after constructing the model: every layer of a kind replaced by a new one."""
+    for kind, make in swaps:
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if type(child) is kind:
+                    setattr(module, name, make())
+    return model
+'''
+
+
+def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, ...] | None = None,
+            swaps: list[tuple[type, object]] = ()) -> str:  # fmt: skip
+    """The emitted file's text, before fixes; ``shape`` (the source's input-shape pragma) is kept as a pragma;
+    ``swaps`` (``_swapped_after_build``) are done in ``build_model()``."""
     code = _Code()
     types_used = [type(m) for m in model.modules()]
     wanted: list[type] = []
@@ -248,6 +295,11 @@ def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, 
                 if base.__module__ not in ("builtins", "typing", "abc"):
                     wanted.append(base)
     call = _value(ctor, type(model), code, wanted)
+    if swaps:
+        pairs = [
+            f"({_type_name(kind, code, wanted)}, lambda: {_torch_module(layer, code, wanted)})" for kind, layer in swaps
+        ]
+        call = f"swapped({call}, {', '.join(pairs)})"
     for cls in list(wanted):
         _add_class(cls, code, wanted)
     code.imports.setdefault("nn", "import torch.nn as nn")
@@ -263,6 +315,8 @@ def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, 
     for cls in code.classes:
         aliases = "".join(f"\n\n\n{a} = {cls.__name__}" for a, c in code.aliases.items() if c is cls)
         parts.append(textwrap.dedent(inspect.getsource(cls)).rstrip() + aliases)
+    if swaps:
+        parts.append(SWAPPED.strip("\n"))
     parts.append(
         "def build_model() -> nn.Module:\n"
         f'    """`{name}` of {os.path.basename(path)}, as its library builds it."""\n'
