@@ -213,19 +213,22 @@ class _recording:
             for name, mod in list(sys.modules.items())
             if (name == package or name.startswith(package + ".")) and mod is not None
             for obj in vars(mod).values()
-            if isinstance(obj, type) and obj.__module__ == name and "__init__" in vars(obj)
+            if isinstance(obj, type) and obj.__module__ == name and ("__init__" in vars(obj) or _is_module(obj))
         ]
         self.saved: list[tuple[type, object]] = []
 
     def __enter__(self):
         for cls in set(self.classes):
-            original = vars(cls)["__init__"]
+            original = vars(cls).get("__init__")  # None: inherited (DeepLabV3 is its base's __init__ alone)
 
-            @functools.wraps(original)
+            @functools.wraps(original or cls.__init__)
             def init(obj, *args, __original=original, __cls=cls, **kwargs):
                 if type(obj) is __cls and "__qlint_ctor__" not in obj.__dict__:
                     object.__setattr__(obj, "__qlint_ctor__", (args, kwargs))
-                __original(obj, *args, **kwargs)
+                if __original is None:
+                    super(__cls, obj).__init__(*args, **kwargs)
+                else:
+                    __original(obj, *args, **kwargs)
 
             self.saved.append((cls, original))
             cls.__init__ = init
@@ -233,7 +236,16 @@ class _recording:
 
     def __exit__(self, *exc):
         for cls, original in self.saved:
-            cls.__init__ = original
+            if original is None:
+                del cls.__init__
+            else:
+                cls.__init__ = original
+
+
+def _is_module(cls: type) -> bool:
+    import torch.nn as nn
+
+    return issubclass(cls, nn.Module)
 
 
 # ---- rendering --------------------------------------------------------------------------------------
