@@ -690,7 +690,7 @@ def measure_qlint(row: dict, files_dir: Path, args: argparse.Namespace, code_at:
     if not args.no_emit and judged(row, "wrapped") and not wrapped["ok"]:
         emit = emit_side(row, paths, args, code_at)
     return {"id": row["id"], "qlint_tree": code_at.tree, "commit": code_at.commit, "qlint": qlint, "emit": emit,
-            "seconds": _since(t0)}  # fmt: skip
+            "files": {kind: str(path) for kind, path in paths.items()}, "seconds": _since(t0)}  # fmt: skip
 
 
 def qlint_results_path(results: Path) -> Path:
