@@ -2,6 +2,12 @@
 
     python benchmarks/realworld.py [--group torchvision|timm|torch-test] [--only NAME[,NAME]] [--limit N]
                                    [--jobs 1] [--results benchmarks/results/realworld.jsonl] [--report-only]
+                                   [--recheck [--emit-only]] [--no-emit] [--all-versions]
+
+The real flow's verdicts go to ``realworld.jsonl`` (they do not depend on qlint); qlint's ``check`` and ``emit``
+to ``realworld_qlint.jsonl``, one line per model and version of ``qlint/`` (its git tree, run from an unpacked
+copy of HEAD's). ``--recheck`` runs only qlint's side again, on the models already judged. Both files are
+committed; the generated model files (``files/``) are not.
 
 For every model of ``torchvision.models.list_models()`` (``weights=None``, ``weights_backbone=None``), the smallest
 model of each timm architecture family (``pip install 'qlint[bench]'``; ``pretrained=False``) and the
