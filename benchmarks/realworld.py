@@ -2,6 +2,12 @@
 
     python benchmarks/realworld.py [--group torchvision|timm|torch-test] [--only NAME[,NAME]] [--limit N]
                                    [--jobs 1] [--results benchmarks/results/realworld.jsonl] [--report-only]
+                                   [--recheck [--emit-only]] [--no-emit] [--all-versions]
+
+The real flow's verdicts go to ``realworld.jsonl`` (they do not depend on qlint); qlint's ``check`` and ``emit``
+to ``realworld_qlint.jsonl``, one line per model and version of ``qlint/`` (its git tree, run from an unpacked
+copy of HEAD's). ``--recheck`` runs only qlint's side again, on the models already judged. Both files are
+committed; the generated model files (``files/``) are not.
 
 For every model of ``torchvision.models.list_models()`` (``weights=None``, ``weights_backbone=None``), the smallest
 model of each timm architecture family (``pip install 'qlint[bench]'``; ``pretrained=False``) and the
@@ -243,16 +249,7 @@ def corpus(groups: list[str], only: list[str], results_dir: Path) -> list[Entry]
             entries += torch_test_entries()
     if only:
         entries = [e for e in entries if e.id in only or e.name in only]
-    return _interleaved(entries)
-
-
-def _interleaved(entries: list[Entry]) -> list[Entry]:
-    """Round-robin over the groups, so that a partial (``--limit``, interrupted) run covers every group."""
-    queues = [[e for e in entries if e.group == g] for g in GROUPS]
-    out: list[Entry] = []
-    while any(queues):
-        out += [q.pop(0) for q in queues if q]
-    return out
+    return sorted(entries, key=lambda e: GROUPS.index(e.group))  # torchvision (smallest first), timm, torch-test
 
 
 # --------------------------------------------------------------------------------------------------- the files
@@ -328,9 +325,39 @@ def real_flows(entry: Entry, paths: dict[str, Path], timeout: float, threads: in
     return results
 
 
-def qlint_check(path: Path, timeout: float) -> dict:
+@dataclass(frozen=True)
+class QlintCode:
+    """The qlint code a prediction was made with: the git tree of ``qlint/`` at a commit, unpacked on its own, so
+    that a prediction is keyed by qlint's code (not the benchmark's) and edits in the work tree do not leak in."""
+
+    tree: str
+    commit: str
+    path: Path
+
+    @classmethod
+    def at(cls, commit: str = "HEAD") -> QlintCode:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+        sha = git("rev-parse", "--short=10", commit)
+        tree = git("rev-parse", "--short=10", f"{sha}:qlint")
+        path = Path(os.environ.get("TMPDIR", "/tmp")) / "qlint-snapshots" / tree
+        if not (path / "qlint" / "__init__.py").exists():
+            path.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(["git", "archive", sha, "qlint"], cwd=ROOT, capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(path)], input=archive.stdout, check=True)
+        return cls(tree, sha, path)
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(self.path)
+        env.setdefault("PYTHONWARNINGS", "ignore")
+        return env
+
+
+def qlint_check(path: Path, timeout: float, code_at: QlintCode) -> dict:
     cmd = [sys.executable, "-m", "qlint", "check", "--format", "json", "--color", "never", str(path)]
-    code, out, err, seconds = run(cmd, timeout, child_env())
+    code, out, err, seconds = run(cmd, timeout, code_at.env())
     result: dict = {"exit": code, "seconds": round(seconds, 2), "timeout": code is None, "diagnostics": []}
     try:
         diagnostics = json.loads(out) if out.strip() else []
@@ -403,6 +430,16 @@ def _vocabulary(model) -> int:
     return 0
 
 
+def _batch(shape, n_inputs: int, vocabulary: int, seed: int) -> list:
+    """The inputs of one forward: random images (or token ids when the first layer is an embedding)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    if vocabulary:  # a model whose first layer is an embedding is fed token ids
+        return [torch.randint(0, vocabulary, shape, generator=gen) for _ in range(n_inputs)]
+    return [torch.rand(shape, generator=gen) for _ in range(n_inputs)]
+
+
 def _frames(exc: BaseException, keep: int = 3) -> list[str]:
     frames = traceback.extract_tb(exc.__traceback__)
     short = [f"{'/'.join(Path(f.filename).parts[-2:])}:{f.lineno} {f.name}" for f in frames]
@@ -430,10 +467,7 @@ def real_flow(path: Path, candidates: list[tuple[int, ...]]) -> dict:
             vocabulary = _vocabulary(model)
 
             def batch(seed: int):
-                gen = torch.Generator().manual_seed(seed)
-                if vocabulary:  # a model whose first layer is an embedding is fed token ids
-                    return [torch.randint(0, vocabulary, shape, generator=gen) for _ in range(n_inputs)]
-                return [torch.rand(shape, generator=gen) for _ in range(n_inputs)]
+                return _batch(shape, n_inputs, vocabulary, seed)
 
             stage = "float"
             error = None
@@ -476,8 +510,96 @@ def real_flow(path: Path, candidates: list[tuple[int, ...]]) -> dict:
         }
 
 
+def _import_file(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flat(out):
+    """Every tensor of a model's output (tensor, tuple, list, dict; detection's list of dicts) as one float vector."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.detach().float().reshape(-1)
+    if isinstance(out, dict):
+        out = list(out.values())
+    parts = [_flat(o) for o in out] if isinstance(out, (tuple, list)) else []
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def emitted_flow(original: Path, emitted: Path, shape: tuple[int, ...]) -> dict:
+    """The file ``qlint emit`` wrote, judged: it builds, loads the original model's state_dict (strict), gives the
+    same float output on a random input at the model's shape (``torch.equal``), then the real eager flow on it:
+    ``fuse_model()`` when the emitted model has one (its own preparation step), x86 qconfig, ``prepare``,
+    2 calibration batches, ``convert``, one forward."""
+    import torch
+    from torch.ao.quantization import convert, get_default_qconfig, prepare
+
+    start = time.perf_counter()
+    result: dict = {"loads": False, "identical": False, "max_diff": None, "fused": False}
+    stage = "import"
+    try:
+        with _quiet():
+            torch.manual_seed(0)
+            reference = _import_file(original, "realworld_original").build_model().eval()
+            emitted_module = _import_file(emitted, "realworld_emitted")
+            stage = "build"
+            model = emitted_module.build_model().eval()
+            stage = "load_state_dict"
+            model.load_state_dict(reference.state_dict(), strict=True)
+            result["loads"] = True
+            stage = "float"
+            n_inputs, vocabulary = _required_inputs(reference), _vocabulary(reference)
+            inputs = _batch(shape, n_inputs, vocabulary, 0)
+            with torch.no_grad():
+                want, got = _flat(reference(*inputs)), _flat(model(*inputs))
+            same_shape = want.shape == got.shape
+            result["identical"] = same_shape and torch.equal(want, got)
+            result["max_diff"] = float((want - got).abs().max()) if same_shape and want.numel() else None
+            stage = "fuse"
+            if callable(getattr(model, "fuse_model", None)):
+                model.fuse_model()
+                result["fused"] = True
+            stage = "prepare"
+            torch.backends.quantized.engine = "x86"
+            model.qconfig = get_default_qconfig("x86")
+            prepare(model, inplace=True)
+            stage = "calibrate"
+            with torch.no_grad():
+                for seed in (1, 2):
+                    model(*_batch(shape, n_inputs, vocabulary, seed))
+            stage = "convert"
+            convert(model, inplace=True)
+            stage = "forward"
+            with torch.no_grad():
+                model(*_batch(shape, n_inputs, vocabulary, 3))
+        result.update(ok=True, stage="done")
+    except Exception as exc:  # noqa: BLE001 - the verdict is the error
+        message = (str(exc).strip().splitlines() or [""])[0][:300]
+        result.update(ok=False, stage=stage, error_type=type(exc).__name__, error=message, frames=_frames(exc))
+    result["seconds"] = _since(start)
+    return result
+
+
 def _since(start: float) -> float:
     return round(time.perf_counter() - start, 2)
+
+
+def emitted_child_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="realworld.py _emitted")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shape", required=True)
+    parser.add_argument("original", type=Path)
+    parser.add_argument("emitted", type=Path)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    shape = tuple(int(d) for d in args.shape.split("x"))
+    print("RESULT", json.dumps(emitted_flow(args.original, args.emitted, shape)), flush=True)
 
 
 def child_main(argv: list[str]) -> None:
@@ -501,17 +623,16 @@ def child_main(argv: list[str]) -> None:
 # --------------------------------------------------------------------------------------------------- one model
 
 
-def measure(entry: Entry, files_dir: Path, args: argparse.Namespace) -> dict:
+def measure_real(entry: Entry, files_dir: Path, args: argparse.Namespace) -> dict:
+    """The real flow's verdicts on both files (independent of qlint's code: measured once, kept)."""
     paths = {kind: file_path(files_dir, entry, kind) for kind in KINDS}
     for kind, path in paths.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(source(entry, kind, None))
+    t0 = time.perf_counter()
     real = real_flows(entry, paths, args.flow_timeout, args.threads)
     shapes = [real[k].get("shape") for k in KINDS if real[k].get("shape")]
     shape = tuple(shapes[0]) if shapes else entry.candidates[0]
-    for kind, path in paths.items():
-        path.write_text(source(entry, kind, shape))
-    qlint = {kind: qlint_check(path, args.qlint_timeout) for kind, path in paths.items()}
     return {
         "id": entry.id,
         "group": entry.group,
@@ -519,27 +640,102 @@ def measure(entry: Entry, files_dir: Path, args: argparse.Namespace) -> dict:
         "expr": entry.expr,
         "shape": list(shape),
         **({"notes": entry.notes} if entry.notes else {}),
-        "files": {kind: str(paths[kind]) for kind in KINDS},
+        "sources": {kind: source(entry, kind, shape) for kind in KINDS},
         "real": real,
-        "qlint": qlint,
+        "seconds": _since(t0),
     }
 
 
-def done_ids(results: Path) -> set[str]:
-    if not results.exists():
-        return set()
-    return {json.loads(line)["id"] for line in results.read_text().splitlines() if line.strip()}
+def write_files(row: dict, files_dir: Path) -> dict[str, Path]:
+    """The two files of a measured model, written again from the results (a fresh clone has no files dir)."""
+    stem = row["name"].replace("-", "_").replace(".", "_")
+    folder = files_dir / row["group"].replace("-", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {kind: folder / f"{stem}{'_wrapped' if kind == 'wrapped' else ''}.py" for kind in KINDS}
+    for kind, path in paths.items():
+        path.write_text(row["sources"][kind])
+    return paths
 
 
-def load(results: Path) -> list[dict]:
-    if not results.exists():
+def emit_side(row: dict, paths: dict[str, Path], args: argparse.Namespace, code_at: QlintCode) -> dict:
+    """``qlint emit`` on the file building the model, then the emitted file judged in a child (``emitted_flow``)."""
+    out = paths["plain"].with_name(paths["plain"].stem + "_emitted.py")
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "qlint", "emit", str(paths["plain"]), "-o", str(out), "--force"]
+    code, stdout, stderr, seconds = run(cmd, args.qlint_timeout, code_at.env())
+    result: dict = {"exit": code, "seconds": round(seconds, 2), "timeout": code is None}
+    result["written"] = code == 0 and out.exists()
+    if not result["written"]:
+        lines = (stderr.strip() or stdout.strip()).splitlines()
+        result["error"] = "timeout" if code is None else (lines[-1][:300] if lines else f"exit {code}")
+        result["crash"] = "Traceback (most recent call last)" in stderr
+        return result
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_emitted", "--threads", str(args.threads)]
+    cmd += ["--shape", shape_text(row["shape"]), str(paths["plain"]), str(out)]
+    code, stdout, stderr, seconds = run(cmd, args.flow_timeout, child_env())
+    found = [line.split(" ", 1)[1] for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if found:
+        result["check"] = json.loads(found[-1])
+    else:
+        tail = (stderr.strip().splitlines() or ["(no output)"])[-1][:300]
+        stage, etype = ("timeout", "Timeout") if code is None else ("child", f"exit {code}")
+        result["check"] = {"ok": False, "stage": stage, "error_type": etype, "error": tail, "loads": False,
+                           "identical": False}  # fmt: skip
+    return result
+
+
+def measure_qlint(row: dict, files_dir: Path, args: argparse.Namespace, code_at: QlintCode) -> dict:
+    """qlint's side at one version of its code: ``check`` on both files, ``emit`` where the wrapped flow fails."""
+    paths = write_files(row, files_dir)
+    t0 = time.perf_counter()
+    qlint = None
+    if not args.emit_only:
+        qlint = {kind: qlint_check(path, args.qlint_timeout, code_at) for kind, path in paths.items()}
+    wrapped = row["real"]["wrapped"]
+    emit = None
+    if not args.no_emit and judged(row, "wrapped") and not wrapped["ok"]:
+        emit = emit_side(row, paths, args, code_at)
+    return {"id": row["id"], "qlint_tree": code_at.tree, "commit": code_at.commit, "qlint": qlint, "emit": emit,
+            "files": {kind: str(path) for kind, path in paths.items()}, "seconds": _since(t0)}  # fmt: skip
+
+
+def qlint_results_path(results: Path) -> Path:
+    """``realworld.jsonl`` (the real flow's verdicts) -> ``realworld_qlint.jsonl`` (qlint's, per qlint version)."""
+    return results.with_name(f"{results.stem}_qlint{results.suffix}")
+
+
+def _lines(path: Path) -> list[dict]:
+    if not path.exists():
         return []
-    rows = {}
-    for line in results.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            rows[row["id"]] = row  # a later line for the same model wins
-    return list(rows.values())
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_real(results: Path) -> dict[str, dict]:
+    return {row["id"]: row for row in _lines(results)}  # a later line for the same model wins
+
+
+def load_predictions(results: Path, tree: str | None = None) -> dict[str, dict]:
+    """The latest prediction per model (only those of qlint tree ``tree`` when given)."""
+    return {q["id"]: q for q in _lines(qlint_results_path(results)) if tree is None or q["qlint_tree"] == tree}
+
+
+def load(results: Path, tree: str | None = None) -> list[dict]:
+    """Rows with both verdicts: the real flow's and qlint's. ``check`` and ``emit`` each from the latest
+    prediction that has them, made with qlint tree ``tree`` when there is one (``--emit-only`` rows carry no
+    ``check``); the qlint code of each side is kept in ``commit``/``qlint_tree`` and ``emit_commit``/``emit_tree``."""
+    real, lines = load_real(results), _lines(qlint_results_path(results))
+    rows = []
+    for key, row in real.items():
+        mine = [q for q in lines if q["id"] == key]
+        checks = [q for q in mine if q.get("qlint") is not None]
+        check = ([q for q in checks if q["qlint_tree"] == tree] or checks or [None])[-1]
+        if check is None:
+            continue
+        emits = [q for q in mine if q.get("emit") is not None or q.get("qlint") is not None]
+        emit = ([q for q in emits if q["qlint_tree"] == tree] or emits)[-1]
+        rows.append({**row, **check, "emit": emit.get("emit"), "emit_commit": emit["commit"],
+                     "emit_tree": emit["qlint_tree"]})  # fmt: skip
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------- the report
@@ -610,6 +806,10 @@ def report(rows: list[dict], out=sys.stdout) -> None:
     sizes = ", ".join(f"{g} {sum(r['group'] == g for r in rows)}" for g in groups)
     p(f"# qlint vs the real eager flow: {len(rows)} models ({sizes})")
     p(f"python {platform.python_version()}, {platform.machine()}")
+    for side, commit, tree in (("check", "commit", "qlint_tree"), ("emit", "emit_commit", "emit_tree")):
+        versions = Counter((r[commit], r[tree]) for r in rows if side == "check" or r.get("emit"))
+        p(f"qlint code ({side}): " + ", ".join(f"commit {c} (qlint/ tree {t}): {n} models"
+                                               for (c, t), n in versions.items()))  # fmt: skip
     p()
     p("## qlint crashes and timeouts")
     bad = [(r, k) for r in rows for k in KINDS if not looked(r["qlint"][k])]
@@ -668,6 +868,7 @@ def report(rows: list[dict], out=sys.stdout) -> None:
         for sig, ids in sorted(by_error.items(), key=lambda x: (-len(x[1]), x[0])):
             p(f"- {kind} ({'missed' if sig != 'runs' else 'false alarm'}) x{len(ids)}: {sig}: {', '.join(ids)}")
     p()
+    emit_report(rows, groups, p)
     for kind in KINDS:
         for title, want_real_fail in (("missed: the real flow fails, qlint reports no error", True),
                                       ("false alarms: qlint reports an error, the real flow runs", False)):  # fmt: skip
@@ -684,6 +885,52 @@ def report(rows: list[dict], out=sys.stdout) -> None:
             p()
 
 
+def emit_outcome(e: dict) -> str:
+    """Where an emitted model stopped: ``runs``, or the first failing step with its error (model names cut)."""
+    if not e["written"]:
+        message = re.sub(r"\S*/files/\S*|`[^`]*`", "…", e.get("error") or "")
+        return "not written: " + re.sub(r"\b\d+\b", "N", message)[:110]
+    c = e["check"]
+    if not c["ok"] and (not c["loads"] or c["stage"] == "float"):
+        return f"{c['stage']}: {c['error_type']}: {re.sub(r'[0-9]+', 'N', c['error'])[:100]}"
+    if not c["identical"]:
+        return f"float output differs (max abs diff {c['max_diff']})"
+    return signature(c)
+
+
+def emit_report(rows: list[dict], groups: list[str], p) -> None:
+    """``qlint emit`` on the models whose wrapped flow fails: counts per group and the causes of the rest."""
+    tried = [r for r in rows if r.get("emit")]
+    if not tried:
+        return
+    p("## qlint emit on the models whose wrapped flow fails")
+    p("Emitted from the plain file; judged: loads the original's state_dict (strict), `torch.equal` float output,")
+    p("then `fuse_model()` when it has one, x86 qconfig, prepare, 2 calibration batches, convert, one forward.")
+    p()
+    p("| group | wrapped flow fails | emitted | loads + identical output | converts and runs | emitted identical "
+      "/ fails | runs / identical |")  # fmt: skip
+    p("|---|---:|---:|---:|---:|---:|---:|")
+    for group in [*groups, "all"]:
+        sel = [r for r in rows if group in ("all", r["group"]) and judged(r, "wrapped")]
+        sel = [r for r in sel if not r["real"]["wrapped"]["ok"]]
+        emits = [r["emit"] for r in sel if r.get("emit")]
+        written = [e for e in emits if e["written"]]
+        same = [e for e in written if e["check"]["loads"] and e["check"]["identical"]]
+        runs = [e for e in same if e["check"]["ok"]]
+        p(f"| {group} | {len(sel)} | {len(written)} | {len(same)} | {len(runs)} | {ratio(len(same), len(sel))} | "
+          f"{ratio(len(runs), len(same))} |")  # fmt: skip
+    p()
+    p("### Causes of the rest (models whose emitted file is missing, differs, or does not convert and run)")
+    causes: dict[str, list[str]] = defaultdict(list)
+    for r in tried:
+        outcome = emit_outcome(r["emit"])
+        if outcome != "runs":
+            causes[outcome].append(r["id"])
+    for cause, ids in sorted(causes.items(), key=lambda x: (-len(x[1]), x[0])):
+        p(f"- x{len(ids)} {cause}: {', '.join(ids)}")
+    p()
+
+
 # --------------------------------------------------------------------------------------------------- main
 
 
@@ -692,17 +939,30 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["_real"]:
         child_main(argv[1:])
         return 0
+    if argv[:1] == ["_emitted"]:
+        emitted_child_main(argv[1:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--group", action="append", choices=GROUPS, help="repeatable; default: all three")
     parser.add_argument("--only", default="", help="comma-separated names or group/name ids (timm/resnet18)")
     parser.add_argument("--limit", type=int, default=0, help="measure at most N models not yet in the results")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads per real flow (default: cores / jobs)")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the real flow's verdicts; qlint's "
+                        "go beside it, in <stem>_qlint.jsonl")  # fmt: skip
     parser.add_argument("--files-dir", type=Path, default=None, help="default: <results dir>/files")
     parser.add_argument("--qlint-timeout", type=float, default=300)
-    parser.add_argument("--flow-timeout", type=float, default=600, help="per file")
+    parser.add_argument("--flow-timeout", type=float, default=300, help="per file")
+    parser.add_argument("--recheck", action="store_true",
+                        help="only qlint's side (check, emit) at the current commit, on models the real flow already "
+                             "judged; the real flow is not run again")  # fmt: skip
+    parser.add_argument("--no-emit", action="store_true", help="skip `qlint emit` on the wrapped failures")
+    parser.add_argument("--emit-only", action="store_true",
+                        help="with --recheck: only `qlint emit` on the models whose wrapped flow fails")  # fmt: skip
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--all-versions", action="store_true",
+                        help="report the latest prediction per model whatever qlint code made it (default: the "
+                             "current commit's qlint code)")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="print the corpus and exit")
     args = parser.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
@@ -710,38 +970,53 @@ def main(argv: list[str] | None = None) -> int:
     files_dir = args.files_dir or results.parent / "files"
     groups = args.group or list(GROUPS)
     only = [o.strip() for o in args.only.split(",") if o.strip()]
+    code_at = QlintCode.at()
 
     if not args.report_only:
-        entries = corpus(groups, only, results.parent)
+        real = load_real(results)
+        if args.recheck:
+            entries = [Entry(r["group"], r["name"], [], r["expr"], []) for r in real.values()]
+            entries = [e for e in entries if e.group in groups and (not only or e.id in only or e.name in only)]
+        else:
+            entries = corpus(groups, only, results.parent)
         if args.list:
             for e in entries:
                 print(e.id, e.expr, ";".join(shape_text(s) for s in e.candidates))
             return 0
-        done = done_ids(results)
-        todo = [e for e in entries if e.id not in done]
+        predictions = load_predictions(results, code_at.tree)
+        todo = [e for e in entries if e.id not in real or e.id not in predictions]
+        if args.emit_only:
+            todo = [e for e in todo if judged(real[e.id], "wrapped") and not real[e.id]["real"]["wrapped"]["ok"]]
         if args.limit:
             todo = todo[: args.limit]
-        print(f"{len(entries)} models in the corpus, {len(entries) - len(todo)} already measured, {len(todo)} to go",
-              file=sys.stderr)  # fmt: skip
+        print(f"{len(entries)} models in the corpus, {len(entries) - len(todo)} already measured, {len(todo)} to go "
+              f"(qlint at commit {code_at.commit}, qlint/ tree {code_at.tree})", file=sys.stderr)  # fmt: skip
         results.parent.mkdir(parents=True, exist_ok=True)
         lock = threading.Lock()
         start = time.perf_counter()
 
         def one(entry: Entry) -> None:
             t0 = time.perf_counter()
-            row = measure(entry, files_dir, args)
-            row["seconds"] = _since(t0)
-            with lock, results.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            row = real.get(entry.id)
+            if row is None:
+                row = measure_real(entry, files_dir, args)
+                with lock, results.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            prediction = measure_qlint(row, files_dir, args, code_at)
+            with lock, qlint_results_path(results).open("a") as fh:
+                fh.write(json.dumps(prediction) + "\n")
             verdict = {k: ("ok" if row["real"][k]["ok"] else row["real"][k]["stage"]) for k in KINDS}
-            said = {k: ",".join(sorted({d["code"] for d in errors(row["qlint"][k])})) or "-" for k in KINDS}
-            print(f"[{time.perf_counter() - start:7.0f}s] {entry.id}: real {verdict}, qlint errors {said} "
-                  f"({row['seconds']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+            checked = prediction["qlint"] or {k: {"diagnostics": []} for k in KINDS}
+            said = {k: ",".join(sorted({d["code"] for d in errors(checked[k])})) or "-" for k in KINDS}
+            emitted = prediction["emit"] and emit_outcome(prediction["emit"])
+            print(f"[{time.perf_counter() - start:7.0f}s] {entry.id}: real {verdict}, qlint errors {said}"
+                  f"{f', emit: {emitted}' if emitted else ''} ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             for future in [pool.submit(one, e) for e in todo]:
                 future.result()
-    rows = load(results)
+    rows = load(results, None if args.all_versions else code_at.tree)
     if groups != list(GROUPS) or only:
         rows = [r for r in rows if r["group"] in groups and (not only or r["id"] in only or r["name"] in only)]
     report(rows)

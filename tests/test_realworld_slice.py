@@ -41,8 +41,19 @@ def measured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("realworld")
     first = _run(tmp)
     assert first.returncode == 0, first.stderr
-    rows = {json.loads(line)["id"]: json.loads(line) for line in (tmp / "r.jsonl").read_text().splitlines()}
-    return tmp, first, rows
+    return tmp, first, _rows(tmp)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _rows(tmp: Path) -> dict[str, dict]:
+    """The real flow's verdicts (r.jsonl) joined with qlint's (r_qlint.jsonl, keyed by qlint's code)."""
+    real = {row["id"]: row for row in _lines(tmp / "r.jsonl")}
+    predictions = {q["id"]: q for q in _lines(tmp / "r_qlint.jsonl")}
+    assert set(real) == set(predictions) == set(SLICE)
+    return {key: {**row, **predictions[key]} for key, row in real.items()}
 
 
 def _matrix_row(report: str, group: str, kind: str) -> list[str]:
@@ -130,3 +141,33 @@ def test_resumes_without_measuring_again(measured):
     assert again.returncode == 0, again.stderr
     assert f"{len(SLICE)} already measured, 0 to go" in again.stderr
     assert (tmp / "r.jsonl").read_text().splitlines() == lines
+
+
+def test_emit_on_the_wrapped_failures(measured):
+    _, first, rows = measured
+    emit = rows["torchvision/resnet18"]["emit"]  # its wrapped flow fails: emitted from the plain file, judged
+    plain = Path(rows["torchvision/resnet18"]["files"]["plain"])
+    assert emit["written"] and plain.with_name("resnet18_emitted.py").exists()
+    check = emit["check"]
+    assert (check["loads"], check["identical"], check["max_diff"], check["fused"]) == (True, True, 0.0, True)
+    assert (check["ok"], check["stage"]) == (True, "done")
+    if HAS_TORCH_TESTS:
+        assert rows["torch-test/ConvModel"]["emit"] is None  # its wrapped flow runs: nothing to emit
+    table = first.stdout.split("## qlint emit on the models whose wrapped flow fails")[1]
+    assert "| torchvision | 1 | 1 | 1 | 1 | 1.000 | 1.000 |" in table  # fails, emitted, identical, runs
+
+
+def test_recheck_runs_only_qlint_again(measured):
+    """A new qlint: its predictions are made again, the real flow's verdicts are kept (not measured again)."""
+    tmp, _, rows = measured
+    real = (tmp / "r.jsonl").read_text()
+    (tmp / "r_qlint.jsonl").unlink()
+    cmd = [sys.executable, str(SCRIPT), "--recheck", "--only", ",".join(SLICE), "--results", str(tmp / "r.jsonl")]
+    again = subprocess.run(cmd + ["--files-dir", str(tmp / "files")], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(SLICE)} to go" in again.stderr and "_real" not in again.stderr
+    assert (tmp / "r.jsonl").read_text() == real
+    rechecked = _rows(tmp)
+    for key, row in rows.items():
+        for kind in ("plain", "wrapped"):
+            assert _errors(rechecked[key], kind) == _errors(row, kind)

@@ -62,24 +62,95 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
     ``unsafe`` also applies the fixes that change numerics (ReLU6 -> ReLU so Conv-BN-ReLU fuses, as
     torchvision's hand-written quantizable models do) or interfaces.
     """
+    from qlint.config import with_pragmas
     from qlint.fix.apply import fix_text, write_atomic
     from qlint.rules.relu6 import relu6_to_relu, split_relu6
+    from qlint.source.file import SourceFile
 
+    settings = with_pragmas(settings, SourceFile.read(path))  # the file's `# qlint: input-shape`
     spec, model, ctor = _library_model(path, settings, expr)
-    text = render(model, ctor, spec.name, path)
+    swaps = _swapped_after_build(model, ctor)
+    draw = functools.partial(render, swaps=swaps)
+    text = draw(model, ctor, spec.name, path, shape=settings.input_shape)
     rewrites = 0
     for rewrite, note, wanted in ((relu6_to_relu, UNSAFE_NOTE, unsafe), (split_relu6, SPLIT_NOTE, True)):
         _, rewrites = rewrite(text, model) if wanted else (text, 0)
         if rewrites:
             note = note.format(sites=f"{rewrites} site{'s' * (rewrites > 1)}")
-            text, _ = rewrite(render(model, ctor, spec.name, path, note=note), model)
+            text, _ = rewrite(draw(model, ctor, spec.name, path, note=note, shape=settings.input_shape), model)
             break
     fix_settings = Settings(select=settings.select, ignore=settings.ignore, backend=settings.backend,
                             input_shape=settings.input_shape)  # fmt: skip
     outcome = fix_text(out, text, fix_settings, unsafe=unsafe)
-    _verify(outcome.text, out, model, exact=not unsafe)
-    write_atomic(out, outcome.text)
-    return spec.name, outcome.fixed + rewrites
+    text, islands = with_float_islands(outcome.text, model, outcome.remaining)
+    _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
+    write_atomic(out, text)
+    return spec.name, outcome.fixed + rewrites + islands
+
+
+FLOAT_ISLANDS = '''
+def _island_in(module: nn.Module, args: tuple) -> tuple:
+    return tuple(module.island_dequant(a) if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def _island_out(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return module.island_quant(output)
+
+
+def float_islands(model: nn.Module, *kinds: type) -> nn.Module:
+    """Run the layers of these kinds in float (they have no quantized kernel): a DeQuantStub before and a
+    QuantStub after each, as hooks, so the state_dict keys and the float outputs stay the original's.
+    A layer already in an island where it is called (`self.dequant_<name>` beside it) is left alone."""
+    for name, module in list(model.named_modules()):
+        parent, _, attr = name.rpartition(".")
+        if type(module) in kinds and not hasattr(model.get_submodule(parent), f"dequant_{attr}"):
+            module.island_dequant, module.island_quant = DeQuantStub(), QuantStub()
+            module.register_forward_pre_hook(_island_in)
+            module.register_forward_hook(_island_out)
+    return model
+'''
+
+
+def with_float_islands(text: str, model, remaining) -> tuple[str, int]:
+    """QL105 on a layer the fix loop could not wrap at a call site (a layer inside an ``nn.Sequential``, built by
+    ``activation_layer()``): ``build_model()`` runs every layer of that kind in float; (text, kinds wrapped).
+
+    Only leaf layers with one tensor output. qlint reports one layer per source line, so every layer of the
+    kind is wrapped; the stubs hold no state (the state_dict loads) and are the identity before ``convert``."""
+    import torch.nn as nn
+
+    kinds: list[type] = []
+    for diag in remaining:
+        if diag.code != "QL105" or not diag.module:
+            continue
+        try:
+            module = model.get_submodule(diag.module)
+        except AttributeError:
+            continue
+        leaf = next(module.children(), None) is None
+        if leaf and not isinstance(module, (nn.RNNBase, nn.MultiheadAttention)) and type(module) not in kinds:
+            kinds.append(type(module))
+    names = [f"nn.{k.__name__}" if k.__module__.startswith("torch.nn.modules") else k.__name__ for k in kinds]
+    start = text.rfind("\ndef build_model()")
+    ret = text.find("\n    return ", start)
+    if not names or start < 0 or ret < 0:
+        return text, 0
+    call = text[ret + len("\n    return ") :].rstrip()
+    listed = "".join(f"\n        {name}," for name in names)
+    build = text[:ret] + f"\n    return float_islands(\n        {call},{listed}\n    )\n"
+    tree = ast.parse(text)
+    bound = {a.asname or a.name for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+             for a in node.names}  # fmt: skip
+    imports = [line for name, line in (("torch", "import torch"),
+               ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
+               ("QuantStub", "from torch.ao.quantization import QuantStub")) if name not in bound]  # fmt: skip
+    build = build[: start + 1] + FLOAT_ISLANDS.strip("\n") + "\n\n\n" + build[start + 1 :]
+    if imports:
+        first = next(n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+        lines = build.splitlines(keepends=True)
+        lines[first.lineno - 1 : first.lineno - 1] = [line + "\n" for line in imports]
+        build = "".join(lines)
+    return build, len(kinds)
 
 
 def _library_model(path: str, settings: Settings, expr: str | None):
@@ -115,7 +186,14 @@ def _library_model(path: str, settings: Settings, expr: str | None):
 
 
 def _is_torch(cls: type) -> bool:
-    return cls.__module__.split(".")[0] == "torch"
+    """Part of torch itself; torch's own test models (``torch.testing``) are model code like a library's."""
+    return cls.__module__.split(".")[0] == "torch" and not cls.__module__.startswith("torch.testing")
+
+
+def _library(cls: type) -> str:
+    """The modules whose classes are recorded: the top-level package (``torchvision``), or for a model of torch's
+    own test helpers only its module (not all of torch)."""
+    return cls.__module__ if cls.__module__.startswith("torch.") else cls.__module__.split(".")[0]
 
 
 def _defined_in(cls: type, path: str) -> bool:
@@ -129,25 +207,28 @@ class _recording:
     """Record ``(args, kwargs)`` of every object built by the classes of the root's library modules."""
 
     def __init__(self, root_cls: type):
-        package = root_cls.__module__.split(".")[0]
+        package = _library(root_cls)
         self.classes = [
             obj
             for name, mod in list(sys.modules.items())
-            if name.split(".")[0] == package and mod is not None
+            if (name == package or name.startswith(package + ".")) and mod is not None
             for obj in vars(mod).values()
-            if isinstance(obj, type) and obj.__module__ == name and "__init__" in vars(obj)
+            if isinstance(obj, type) and obj.__module__ == name and ("__init__" in vars(obj) or _is_module(obj))
         ]
         self.saved: list[tuple[type, object]] = []
 
     def __enter__(self):
         for cls in set(self.classes):
-            original = vars(cls)["__init__"]
+            original = vars(cls).get("__init__")  # None: inherited (DeepLabV3 is its base's __init__ alone)
 
-            @functools.wraps(original)
+            @functools.wraps(original or cls.__init__)
             def init(obj, *args, __original=original, __cls=cls, **kwargs):
                 if type(obj) is __cls and "__qlint_ctor__" not in obj.__dict__:
                     object.__setattr__(obj, "__qlint_ctor__", (args, kwargs))
-                __original(obj, *args, **kwargs)
+                if __original is None:
+                    super(__cls, obj).__init__(*args, **kwargs)
+                else:
+                    __original(obj, *args, **kwargs)
 
             self.saved.append((cls, original))
             cls.__init__ = init
@@ -155,14 +236,68 @@ class _recording:
 
     def __exit__(self, *exc):
         for cls, original in self.saved:
-            cls.__init__ = original
+            if original is None:
+                del cls.__init__
+            else:
+                cls.__init__ = original
+
+
+def _is_module(cls: type) -> bool:
+    import torch.nn as nn
+
+    return issubclass(cls, nn.Module)
 
 
 # ---- rendering --------------------------------------------------------------------------------------
 
 
-def render(model, ctor, name: str, path: str, note: str = "") -> str:
-    """The emitted file's text, before fixes."""
+def _swapped_after_build(model, ctor) -> list[tuple[type, object]]:
+    """Layers the library replaced after constructing the model (torchvision's quantizable builders call
+    ``_replace_relu``: every ReLU6 becomes ReLU), as (kind, the layer now there); the constructor alone would
+    give the other layers, numerics and fusions (the fix loop then fought the library's own ``fuse_model``)."""
+    import torch.nn as nn
+
+    args, kwargs = ctor
+    try:
+        built = dict(type(model)(*args, **kwargs).named_modules())
+    except Exception:  # noqa: BLE001 - a second construction is a guess; _verify judges the emitted model
+        return []
+    now = dict(model.named_modules())
+    if built.keys() != now.keys():
+        return []
+    changed: dict[type, list[nn.Module]] = {}
+    for name, module in now.items():
+        before = built[name]
+        if type(before) is not type(module):
+            stateless = not any(True for _ in (*module.children(), *module.parameters(), *module.buffers()))
+            if not (stateless and type(module).__module__.startswith("torch.nn.modules")):
+                raise EmitError(f"the library replaces `{name}` after building the model: cannot write that as code")
+            changed.setdefault(type(before), []).append(module)
+    swaps = []
+    for kind, modules in changed.items():
+        texts = {f"{type(m).__name__}({m.extra_repr()})" for m in modules}
+        if len(texts) > 1 or len(modules) != sum(type(m) is kind for m in built.values()):
+            raise EmitError(f"the library replaces some of its {kind.__name__} layers after building the model")
+        swaps.append((kind, modules[0]))
+    return swaps
+
+
+SWAPPED = '''
+def swapped(model: nn.Module, *swaps: tuple) -> nn.Module:
+    """What the library does after constructing the model: every layer of a kind replaced by a new one."""
+    for kind, make in swaps:
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if type(child) is kind:
+                    setattr(module, name, make())
+    return model
+'''
+
+
+def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, ...] | None = None,
+            swaps: list[tuple[type, object]] = ()) -> str:  # fmt: skip
+    """The emitted file's text, before fixes; ``shape`` (the source's input-shape pragma) is kept as a pragma;
+    ``swaps`` (``_swapped_after_build``) are done in ``build_model()``."""
     code = _Code()
     types_used = [type(m) for m in model.modules()]
     wanted: list[type] = []
@@ -172,6 +307,11 @@ def render(model, ctor, name: str, path: str, note: str = "") -> str:
                 if base.__module__ not in ("builtins", "typing", "abc"):
                     wanted.append(base)
     call = _value(ctor, type(model), code, wanted)
+    if swaps:
+        pairs = [
+            f"({_type_name(kind, code, wanted)}, lambda: {_torch_module(layer, code, wanted)})" for kind, layer in swaps
+        ]
+        call = f"swapped({call}, {', '.join(pairs)})"
     for cls in list(wanted):
         _add_class(cls, code, wanted)
     code.imports.setdefault("nn", "import torch.nn as nn")
@@ -179,12 +319,16 @@ def render(model, ctor, name: str, path: str, note: str = "") -> str:
     libraries = ", ".join(sorted({c.__module__.split(".")[0] for c in code.classes}))
     source = os.path.basename(path)
     parts = [HEADER.format(what=f"`{name}`", source=source, libraries=libraries, note=note)]
+    if shape:
+        parts[0] += f"# qlint: input-shape = {'x'.join(map(str, shape))}\n"
     parts.append("\n".join(_merged_imports(code.imports.values())))
     for fn in code.functions:
         parts.append(textwrap.dedent(inspect.getsource(fn)).rstrip())
     for cls in code.classes:
         aliases = "".join(f"\n\n\n{a} = {cls.__name__}" for a, c in code.aliases.items() if c is cls)
         parts.append(textwrap.dedent(inspect.getsource(cls)).rstrip() + aliases)
+    if swaps:
+        parts.append(SWAPPED.strip("\n"))
     parts.append(
         "def build_model() -> nn.Module:\n"
         f'    """`{name}` of {os.path.basename(path)}, as its library builds it."""\n'
@@ -194,7 +338,7 @@ def render(model, ctor, name: str, path: str, note: str = "") -> str:
 
 
 def _ordered(classes: list[type], root_module: str) -> list[type]:
-    """Source order, the root's module last, every base before its subclasses."""
+    """Source order, the root's module last, every base and every class a definition reads before it."""
 
     def key(cls: type) -> tuple:
         try:
@@ -204,17 +348,45 @@ def _ordered(classes: list[type], root_module: str) -> list[type]:
         return (cls.__module__ == root_module, cls.__module__, line)
 
     out: list[type] = []
+    visiting: set[type] = set()
 
     def place(cls: type) -> None:
-        if cls in out or cls not in classes:
+        if cls in out or cls not in classes or cls in visiting:
             return
-        for base in cls.__bases__:
-            place(base)
+        visiting.add(cls)  # a cycle of definition-time names is cut, not followed forever
+        for dep in [*cls.__bases__, *_definition_deps(cls, classes)]:
+            place(dep)
         out.append(cls)
 
     for cls in sorted(classes, key=key):
         place(cls)
     return out
+
+
+def _definition_deps(cls: type, classes: list[type]) -> list[type]:
+    """The copied classes that ``cls``'s definition reads when it runs: bases, decorators, default arguments
+    and annotations of its methods (``se_layer=partial(SElayer, ...)`` in torchvision's MobileNetV3), class
+    attributes. They must be defined before it; names read inside method bodies need not."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    node = tree.body[0] if tree.body and isinstance(tree.body[0], ast.ClassDef) else None
+    if node is None:
+        return []
+    read: list[ast.AST] = [*node.bases, *node.keywords, *node.decorator_list]
+    for item in node.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = item.args
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            read += [*item.decorator_list, *args.defaults, *[d for d in args.kw_defaults if d is not None]]
+            read += [a.annotation for a in every if a is not None and a.annotation is not None]
+            read += [item.returns] if item.returns is not None else []
+        elif not isinstance(item, ast.ClassDef):
+            read.append(item)
+    namespace = vars(sys.modules[cls.__module__])
+    names = {n.id for part in read for n in ast.walk(part) if isinstance(n, ast.Name)}
+    return [namespace[n] for n in sorted(names) if namespace.get(n) in classes and namespace[n] is not cls]
 
 
 def _merged_imports(lines) -> list[str]:
@@ -357,7 +529,7 @@ def _resolve_names(source: str, module, code: _Code, wanted: list[type], local: 
 # ---- verification -----------------------------------------------------------------------------------
 
 
-def _verify(text: str, out: str, original, exact: bool = True) -> None:
+def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int, ...] | None = None) -> None:
     """The emitted model loads the original's state_dict (strict) and gives the same float output.
 
     Not ``exact`` (unsafe fixes may change the numerics): only that it runs, output of the same shape.
@@ -379,9 +551,8 @@ def _verify(text: str, out: str, original, exact: bool = True) -> None:
             emitted = module.build_model().eval()
             emitted.load_state_dict(original.state_dict(), strict=True)
             original.eval()
-            shape = _input_shape(original)
-            if shape is not None:
-                x = torch.rand(shape)
+            x = _example_input(original, shape)
+            if x is not None:
                 with torch.no_grad():
                     want, got = _flat(original(x)), _flat(emitted(x))
                     same = want.shape == got.shape and (not exact or torch.allclose(want, got, rtol=1e-4, atol=1e-5))
@@ -393,13 +564,20 @@ def _verify(text: str, out: str, original, exact: bool = True) -> None:
         raise EmitError(f"the emitted model failed its check: {type(exc).__name__}: {exc}") from None
 
 
-def _input_shape(model):
+def _example_input(model, shape: tuple[int, ...] | None):
+    """A random input at ``shape`` (token ids when the model starts with an embedding), else guessed from the
+    first layer (1xCx64x64 before a Conv2d); None when there is nothing to guess from."""
+    import torch
     import torch.nn as nn
 
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
-    if isinstance(first, nn.Conv2d):
-        return (1, first.in_channels, 64, 64)
-    return (1, first.in_features) if isinstance(first, nn.Linear) else None
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))), None)
+    if isinstance(first, nn.Embedding):
+        return torch.randint(0, first.num_embeddings, shape or (1, 8))
+    if shape is None and isinstance(first, nn.Conv2d):
+        shape = (1, first.in_channels, 64, 64)
+    elif shape is None and isinstance(first, nn.Linear):
+        shape = (1, first.in_features)
+    return None if shape is None else torch.rand(shape)
 
 
 def _flat(out):

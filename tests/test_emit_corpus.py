@@ -1,0 +1,275 @@
+"""`qlint emit` on the kinds of model the real-model corpus (benchmarks/realworld.py) found it failing on: each test
+writes the user's file (and, where needed, a tiny library beside it), runs the CLI, and checks the emitted file as
+the corpus judges it: it loads the original state_dict (strict), gives the same float output, converts and runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+from test_fix import eager_flow, load
+
+LIBRARY = """
+import torch
+from torch import nn
+
+
+class Fixed(nn.Module):
+    '''Takes only {side}x{side} images, as torchvision's ViT takes only its image size.'''
+
+    def __init__(self, size: int = {side}):
+        super().__init__()
+        self.size = size
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4 * size * size, 10)
+
+    def forward(self, x):
+        torch._assert(x.shape[-1] == self.size, f"Wrong image width! Expected {{self.size}} but got {{x.shape[-1]}}!")
+        return self.fc(torch.flatten(self.relu(self.conv(x)), 1))
+"""
+
+
+def _original(folder, module: str, expr: str) -> torch.nn.Module:
+    sys.path.insert(0, str(folder))
+    try:
+        torch.manual_seed(0)
+        importlib.import_module(module)
+        return eval(expr, {module.split(".")[0]: sys.modules[module.split(".")[0]]}).eval()  # noqa: S307 - the test's own expression
+    finally:
+        sys.path.pop(0)
+        for name in [m for m in sys.modules if m.split(".")[0] == module.split(".")[0]]:
+            sys.modules.pop(name)
+
+
+def _same_float_output(original: torch.nn.Module, emitted: torch.nn.Module, shape) -> bool:
+    emitted.load_state_dict(original.state_dict(), strict=True)
+    x = torch.rand(shape)
+    with torch.no_grad():
+        return torch.equal(original(x), emitted(x))
+
+
+def test_emit_checks_the_model_at_the_files_input_shape(write, qlint, tmp_path):
+    """A model that only takes its own image size (vit_b_16 at 224) was rejected: emit's self-check fed 64x64."""
+    write("fixedlib.py", LIBRARY.format(side=24))
+    path = write("vit_like.py", "# qlint: input-shape = 1x3x24x24\nimport fixedlib\n\n\ndef build_model():\n"
+                 "    return fixedlib.Fixed()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, stdout, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "# qlint: input-shape = 1x3x24x24\n" in out.read_text()  # qlint check on the emitted file sees it too
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "fixedlib", "fixedlib.Fixed()"), emitted, (1, 3, 24, 24))
+    assert eager_flow(emitted, (1, 3, 24, 24)) > 15
+
+
+HAS_TORCH_TESTS = importlib.util.find_spec("expecttest") is not None
+
+
+@pytest.mark.skipif(not HAS_TORCH_TESTS, reason="torch's test helpers need expecttest")
+def test_emit_writes_torchs_own_test_models(write, qlint, tmp_path):
+    """A model class of torch.testing was rejected as "builds no library model" (it lives in the torch package)."""
+    path = write(
+        "tt.py",
+        "from torch.testing._internal.common_quantization import ConvBnReLUModel\n\n\n"
+        "def build_model():\n    return ConvBnReLUModel()\n",
+    )
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    assert "class ConvBnReLUModel(" in text and "import common_quantization" not in text
+    from torch.testing._internal.common_quantization import ConvBnReLUModel
+
+    torch.manual_seed(0)
+    emitted = load(out, "build_model()")
+    assert _same_float_output(ConvBnReLUModel().eval(), emitted, (1, 3, 8, 8))
+    assert eager_flow(emitted, (1, 3, 8, 8)) > 15
+
+
+SEQUENTIAL_SILU = """
+from torch import nn
+
+
+def conv_block(cin, cout, activation_layer=nn.SiLU):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), activation_layer())
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(conv_block(3, 8), conv_block(8, 8))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))
+"""
+
+
+def test_emit_runs_layers_with_no_quantized_kernel_inside_sequentials_in_float(write, qlint, tmp_path):
+    """efficientnet_b0's SiLUs live in nn.Sequential blocks (no call site for a float island): the emitted file
+    converted but failed at its first int8 forward (`aten::silu.out` on QuantizedCPU)."""
+    write("seqlib.py", SEQUENTIAL_SILU)
+    path = write("effnet_like.py", "# qlint: input-shape = 1x3x16x16\nimport seqlib\n\n\ndef build_model():\n"
+                 "    return seqlib.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "float_islands(" in out.read_text() and "nn.SiLU,\n" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "seqlib", "seqlib.Net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+PACKAGE = {
+    "zpkg/__init__.py": "",
+    "zpkg/ops.py": """
+from torch import nn
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels: int, scale_activation=nn.Sigmoid):
+        super().__init__()
+        self.fc = nn.Conv2d(channels, channels, 1)
+        self.scale_activation = scale_activation()
+
+    def forward(self, x):
+        return self.scale_activation(self.fc(x))
+""",
+    "zpkg/backbone.py": """
+from functools import partial
+
+from torch import nn
+
+from .ops import SqueezeExcitation as SElayer
+
+
+class Block(nn.Module):
+    def __init__(self, channels: int, se_layer=partial(SElayer, scale_activation=nn.Hardsigmoid)):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.se = se_layer(channels)
+
+    def forward(self, x):
+        return self.se(self.conv(x))
+""",
+    "zpkg/seg.py": """
+from torch import nn
+
+from .backbone import Block
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.block = Block(4)
+
+    def forward(self, x):
+        return self.block(self.stem(x))
+""",
+}
+
+
+def test_emit_defines_a_class_before_a_default_argument_reads_it(write, qlint, tmp_path):
+    """torchvision's MobileNetV3 reads `SElayer` (torchvision.ops' SqueezeExcitation, copied after the models'
+    classes) in a default argument: the emitted lraspp/ssdlite/quantized MobileNetV3 raised NameError."""
+    for name, text in PACKAGE.items():
+        write(name, text)
+    path = write("seg_like.py", "# qlint: input-shape = 1x3x16x16\nimport zpkg.seg\n\n\ndef build_model():\n"
+                 "    return zpkg.seg.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    order = [text.index(s) for s in ("class SqueezeExcitation(", "SElayer = SqueezeExcitation", "class Block(")]
+    assert order == sorted(order)
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "zpkg.seg", "zpkg.seg.Net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+SWAPS_AFTER_BUILD = """
+from torch import nn
+from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant, self.dequant = QuantStub(), DeQuantStub()
+        self.block = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU6())
+        self.head = nn.Sequential(nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4), nn.ReLU6())
+
+    def forward(self, x):
+        return self.dequant(self.head(self.block(self.quant(x))))
+
+    def fuse_model(self):
+        fuse_modules(self, [["block.0", "block.1", "block.2"], ["head.0", "head.1", "head.2"]], inplace=True)
+
+
+def _replace_relu(module):
+    for name, child in module.named_children():
+        if isinstance(child, nn.ReLU6):
+            setattr(module, name, nn.ReLU())
+        else:
+            _replace_relu(child)
+
+
+def quantizable_net():
+    model = Net()
+    _replace_relu(model)  # as torchvision.models.quantization's builders do
+    return model
+"""
+
+
+def test_emit_repeats_what_the_library_does_after_constructing_the_model(write, qlint, tmp_path):
+    """torchvision's quantization.mobilenet_v2() swaps every ReLU6 for ReLU after construction: emitted from the
+    constructor alone, the model had ReLU6, its own fuse_model() failed and the fix loop never converged."""
+    write("swaplib.py", SWAPS_AFTER_BUILD)
+    path = write("qmbv2_like.py", "# qlint: input-shape = 1x3x16x16\nimport swaplib\n\n\ndef build_model():\n"
+                 "    return swaplib.quantizable_net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "return swapped(Net(), (nn.ReLU6, lambda: nn.ReLU()))" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "swaplib", "swaplib.quantizable_net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+INHERITED_INIT = """
+from torch import nn
+
+
+class _Simple(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels, 3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+
+
+class DeepLabLike(_Simple):
+    pass
+"""
+
+
+def test_emit_records_a_model_class_without_its_own_init(write, qlint, tmp_path):
+    """torchvision's DeepLabV3 and FCN are `class DeepLabV3(_SimpleSegmentationModel): pass`: emit could not record
+    how the file builds them (only classes with their own __init__ were recorded)."""
+    write("deeplib.py", INHERITED_INIT)
+    path = write("deeplab_like.py", "# qlint: input-shape = 1x3x16x16\nimport deeplib\n\n\ndef build_model():\n"
+                 "    return deeplib.DeepLabLike(4)\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "return DeepLabLike(4)" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "deeplib", "deeplib.DeepLabLike(4)"), emitted, (1, 3, 16, 16))
+    # (its stubs are still missing: the QL101/QL102 fixes do not yet reach a forward inherited by the root class)
