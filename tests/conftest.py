@@ -51,6 +51,7 @@ def qlint(capsys, monkeypatch):
     def _run(*args: str | os.PathLike, cwd: Path | None = None):
         if cwd is not None:
             monkeypatch.chdir(cwd)
+        capsys.readouterr()  # drop what the test itself printed before (e.g. torch's log lines in a real flow)
         code = main([str(a) for a in args])
         out, err = capsys.readouterr()
         return code, out, err
