@@ -33,7 +33,7 @@ KNOWN_KEYS = (
 DEFAULT_TIMEOUT = 120.0  # seconds a file's import, build and trace may take before it is QL001
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
 FLOWS = ("eager", "pt2e")
-QUANTIZERS = ("x86", "xnnpack", "arm")
+QUANTIZERS = ("x86", "arm", "xnnpack")
 # the CPU the model is deployed on: "host" reads this machine; x86-avx2 is any x86 CPU without AVX-512 VNNI
 TARGET_CPUS = ("host", "x86-vnni", "x86-avx2", "arm")
 

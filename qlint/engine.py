@@ -207,20 +207,13 @@ def _preload(files: list[tuple[SourceFile, Settings]]) -> None:
         modules.append("torchao")
     pt2e = [(s, settings) for s, settings in files if flow_of(s, settings) == "pt2e"]
     if pt2e:
-        from qlint.model.pt2e_check import quantizer_name_for
+        from qlint.model.pt2e_quantizer import QUANTIZER_MODULES, quantizer_name_for
 
         modules += ["torchao", "qlint.model.pt2e_check", "torch.export"]
-        modules += [_QUANTIZER_MODULES.get(quantizer_name_for(s, settings), "") for s, settings in pt2e]
+        modules += [QUANTIZER_MODULES[quantizer_name_for(s.text, settings)] for s, settings in pt2e]
 
     with quiet_imports():  # torchao's import-time log noise is not about the checked files
-        fork.preload([m for m in dict.fromkeys(modules) if m])
-
-
-_QUANTIZER_MODULES = {
-    "x86": "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer",
-    "arm": "torchao.quantization.pt2e.quantizer.arm_inductor_quantizer",
-    "xnnpack": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer",
-}
+        fork.preload(list(dict.fromkeys(modules)))
 
 
 def check_source(

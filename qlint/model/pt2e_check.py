@@ -16,7 +16,7 @@ from qlint.diagnostics import Diagnostic, Span
 from qlint.model import export, loader
 from qlint.model.pt2e import PT2EGraph, annotate
 from qlint.model.pt2e_facts import ExportFailed, Statistics, export_failed, statistics
-from qlint.model.pt2e_quantizer import Pt2eUnavailable, default_quantizer_name, quantizer_for
+from qlint.model.pt2e_quantizer import Pt2eUnavailable, quantizer_for, quantizer_name_for
 from qlint.source.file import SourceFile
 from qlint.source.pt2e_flow import pt2e_intent
 
@@ -34,11 +34,6 @@ class Pt2eModel:
     export_failure: ExportFailed | None = None
 
 
-def quantizer_name_for(source: SourceFile, settings: Settings) -> str:
-    """``--quantizer`` / ``quantizer``, else the quantizer class the file builds, else the host's default."""
-    return settings.quantizer or pt2e_intent(source.text).quantizer or default_quantizer_name()
-
-
 def load_pt2e_models(
     source: SourceFile, settings: Settings, checked: tuple[str, ...]
 ) -> tuple[list[Pt2eModel], list[Diagnostic]]:
@@ -46,7 +41,7 @@ def load_pt2e_models(
     exported for a reason of qlint's (no example input)."""
     roots, found = loader.build_roots(source.path, settings, source, checked=checked)
     intent = pt2e_intent(source.text)
-    name = quantizer_name_for(source, settings)
+    name = quantizer_name_for(source.text, settings)
     try:
         quantizer = quantizer_for(name)
     except Pt2eUnavailable as exc:

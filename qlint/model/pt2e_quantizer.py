@@ -12,7 +12,15 @@ import importlib
 import platform
 import sys
 
-QUANTIZERS = ("x86", "arm", "xnnpack")
+from qlint.config import QUANTIZERS, Settings
+from qlint.source.pt2e_flow import QUANTIZER_CLASSES, pt2e_intent
+
+# where each quantizer lives (the x86 and arm ones import torch._inductor: seconds)
+QUANTIZER_MODULES = {
+    "x86": "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer",
+    "arm": "torchao.quantization.pt2e.quantizer.arm_inductor_quantizer",
+    "xnnpack": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer",
+}
 INSTALL_HINT = "pip install qlint[pt2e]"
 
 
@@ -39,6 +47,12 @@ def default_quantizer_name(machine: str | None = None) -> str:
     return "x86"
 
 
+def quantizer_name_for(text: str, settings: Settings) -> str:
+    """The quantizer a file is checked with: ``--quantizer`` / ``quantizer``, else the quantizer class
+    the file builds, else the host's default."""
+    return settings.quantizer or pt2e_intent(text).quantizer or default_quantizer_name()
+
+
 def quantizer_for(name: str | None = None):
     """A ready quantizer with its default global config: ``x86``, ``arm`` or ``xnnpack``.
 
@@ -50,13 +64,13 @@ def quantizer_for(name: str | None = None):
         raise ValueError(f"unknown quantizer {name!r}: expected one of {', '.join(QUANTIZERS)}")
     require_torchao()
     if name == "x86":
-        module = _import("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer")
+        module = _import(QUANTIZER_MODULES[name])
         return module.X86InductorQuantizer().set_global(module.get_default_x86_inductor_quantization_config())
     if name == "arm":
-        module = _import("torchao.quantization.pt2e.quantizer.arm_inductor_quantizer")
+        module = _import(QUANTIZER_MODULES[name])
         return module.ArmInductorQuantizer().set_global(module.get_default_arm_inductor_quantization_config())
     try:
-        module = importlib.import_module("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
+        module = importlib.import_module(QUANTIZER_MODULES[name])
     except ImportError as exc:
         raise Pt2eUnavailable(
             "the xnnpack quantizer lives in executorch, which is not installed "
@@ -68,7 +82,7 @@ def quantizer_for(name: str | None = None):
 def quantizer_name(quantizer: object) -> str:
     """A short name for a quantizer object: x86 / arm / xnnpack, else its class name."""
     cls = type(quantizer).__name__
-    return {"X86InductorQuantizer": "x86", "ArmInductorQuantizer": "arm", "XNNPACKQuantizer": "xnnpack"}.get(cls, cls)
+    return QUANTIZER_CLASSES.get(cls, cls)
 
 
 def _import(module_name: str):

@@ -12,9 +12,9 @@ import ast
 from dataclasses import dataclass
 from functools import lru_cache
 
-EAGER = "eager"
-PT2E = "pt2e"
-FLOWS = (EAGER, PT2E)
+from qlint.config import FLOWS
+
+EAGER, PT2E = FLOWS
 PREPARE = ("prepare_pt2e", "prepare_qat_pt2e")
 QUANTIZER_CLASSES = {"X86InductorQuantizer": "x86", "XNNPACKQuantizer": "xnnpack", "ArmInductorQuantizer": "arm"}
 _EXPORTS = ("export", "capture_pre_autograd_graph", "export_for_training")

@@ -60,13 +60,11 @@ def key(path: str, text: str, settings: Settings, checked: tuple[str, ...], stag
 
 def _flow_and_quantizer(text: str, settings: Settings) -> tuple[str, str | None]:
     """The flow the file is checked with and, for PT2E, the quantizer asked (the host's default included)."""
-    from qlint.model.pt2e_quantizer import default_quantizer_name
-    from qlint.source.pt2e_flow import PT2E, flow_of, pt2e_intent
+    from qlint.model.pt2e_quantizer import quantizer_name_for
+    from qlint.source.pt2e_flow import PT2E, flow_of
 
     flow = flow_of(text, settings.flow)
-    if flow != PT2E:
-        return flow, None
-    return flow, settings.quantizer or pt2e_intent(text).quantizer or default_quantizer_name()
+    return (flow, quantizer_name_for(text, settings) if flow == PT2E else None)
 
 
 def load(directory: str, entry: str) -> tuple[list[Diagnostic], list] | None:
