@@ -180,9 +180,17 @@ class Rule:
     def applies_to(self, flow: Flow) -> bool:
         return flow in self.flows
 
-    def runs_on_graph(self) -> bool:
-        """A graph check (eager or PT2E), or QL001/QL002 (reported while building and tracing)."""
-        return self.has_graph_check() or self.has_pt2e_check() or (Basis.GRAPH in self.basis and self.family == "QL0")
+    def runs_on_graph(self, pt2e: bool = False) -> bool:
+        """Whether the rule needs the models built on the flow's graph path (PT2E: export and annotate;
+        eager/FX: trace): it has a check there, or it is reported while building them (QL001, QL002)
+        and applies to the flow."""
+        if pt2e:
+            return self.has_pt2e_check() or (self._reported_while_building() and self.applies_to(Flow.PT2E))
+        on_trace = self.applies_to(Flow.EAGER) or self.applies_to(Flow.FX)
+        return self.has_graph_check() or (self._reported_while_building() and on_trace)
+
+    def _reported_while_building(self) -> bool:
+        return Basis.GRAPH in self.basis and self.family == "QL0"
 
     def has_fix(self) -> bool:
         return type(self).fix is not Rule.fix

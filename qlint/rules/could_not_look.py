@@ -6,7 +6,7 @@ qlint itself reports these while reading, building and tracing; they define no c
 from __future__ import annotations
 
 from qlint.diagnostics import Severity
-from qlint.rules.base import ALL_FLOWS, Basis, Invalid, Rule, Valid
+from qlint.rules.base import ALL_FLOWS, Basis, Flow, Invalid, Rule, Valid
 
 
 class InvalidSyntax(Rule):
@@ -192,7 +192,7 @@ class TraceFailed(Rule):
     code = "QL002"
     name = "trace-failed"
     severity = Severity.WARNING
-    flows = ALL_FLOWS
+    flows = (Flow.EAGER, Flow.FX)  # PT2E's counterpart is QL508 (export failed)
     basis = (Basis.GRAPH,)
     summary = "torch.fx could not trace the model"
     examples = (

@@ -76,7 +76,5 @@ def pt2e_rules(enabled: frozenset[str]) -> list[Rule]:
 
 
 def wants_graph(enabled: frozenset[str], pt2e: bool = False) -> bool:
-    """A graph check of the flow, or QL001/QL002 (they come from building and tracing), is enabled."""
-    if pt2e:
-        return any(r.has_pt2e_check() or r.code == "QL001" for c, r in rules().items() if c in enabled)
-    return any(r.runs_on_graph() and not r.has_pt2e_check() for c, r in rules().items() if c in enabled)
+    """An enabled rule needs the models built on the flow's graph path (``Rule.runs_on_graph``)."""
+    return any(r.runs_on_graph(pt2e) for c, r in rules().items() if c in enabled)
