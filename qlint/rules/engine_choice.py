@@ -435,18 +435,9 @@ def _keyword_args(expr: cst.BaseExpression | None, keyword: str) -> list[cst.Arg
 
 def _signed_dtypes(expr: cst.BaseExpression | None) -> list[cst.Arg]:
     """The ``dtype=torch.qint8`` arguments of the calls inside ``expr``."""
-    if expr is None:
-        return []
-    found: list[cst.Arg] = []
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Arg(self, node: cst.Arg) -> None:
-            if node.keyword is not None and node.keyword.value == "dtype":
-                if (get_full_name_for_node(node.value) or "").split(".")[-1] == "qint8":
-                    found.append(node)
-
-    expr.visit(Visitor())
-    return found
+    return [
+        a for a in _keyword_args(expr, "dtype") if (get_full_name_for_node(a.value) or "").split(".")[-1] == "qint8"
+    ]
 
 
 def _single_bindings(index: SourceIndex) -> dict[str, cst.BaseExpression]:
