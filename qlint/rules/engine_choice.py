@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import libcst as cst
+import libcst.matchers as m
 from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related, Severity
@@ -420,17 +421,7 @@ model.qconfig = QConfig(activation=HistogramObserver.with_args(reduce_range=Fals
 
 def _keyword_args(expr: cst.BaseExpression | None, keyword: str) -> list[cst.Arg]:
     """The ``keyword=...`` arguments of the calls inside ``expr``."""
-    if expr is None:
-        return []
-    found: list[cst.Arg] = []
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Arg(self, node: cst.Arg) -> None:
-            if node.keyword is not None and node.keyword.value == keyword:
-                found.append(node)
-
-    expr.visit(Visitor())
-    return found
+    return [] if expr is None else list(m.findall(expr, m.Arg(keyword=m.Name(keyword))))
 
 
 def _signed_dtypes(expr: cst.BaseExpression | None) -> list[cst.Arg]:

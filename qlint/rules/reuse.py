@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import libcst as cst
+import libcst.matchers as m
 from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
@@ -334,19 +335,12 @@ def _loop_of(file, call: cst.Call) -> cst.For | None:
         if isinstance(node, (cst.For, cst.While, cst.CompFor, cst.Lambda)):
             loops.append(node)
         node = file.parents.get(node)
-    return loops[0] if len(loops) == 1 and isinstance(loops[0], cst.For) and call not in _else_calls(loops[0]) else None
+    return loops[0] if len(loops) == 1 and isinstance(loops[0], cst.For) and not _in_else(loops[0], call) else None
 
 
-def _else_calls(loop: cst.For) -> set[cst.Call]:
-    found: set[cst.Call] = set()
-    if loop.orelse is not None:
-
-        class Visitor(cst.CSTVisitor):
-            def visit_Call(self, node: cst.Call) -> None:
-                found.add(node)
-
-        loop.orelse.visit(Visitor())
-    return found
+def _in_else(loop: cst.For, call: cst.Call) -> bool:
+    """``call`` runs in the loop's ``else:`` (once, after the loop)."""
+    return loop.orelse is not None and any(node is call for node in m.findall(loop.orelse, m.Call()))
 
 
 def _self_attr(node: cst.BaseExpression) -> str | None:
@@ -393,7 +387,7 @@ def _loop_split(
     declaration = attribute_assignments(init, attr)[0]
     value = declaration.body[0].value
     function = file.enclosing_function(call)
-    names_in_function = {n.value for n in _names(function)}
+    names_in_function = {n.value for n in m.findall(function, m.Name())}
     counted = _loop_index(file, loop, set(names_in_function))
     if counted is None:
         return None
@@ -421,17 +415,6 @@ def _loop_split(
         + ("" if stateless else " (new weights: the state_dict gains keys)"),
         tuple(edits),
     )
-
-
-def _names(node: cst.CSTNode) -> list[cst.Name]:
-    found: list[cst.Name] = []
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Name(self, name: cst.Name) -> None:
-            found.append(name)
-
-    node.visit(Visitor())
-    return found
 
 
 def _stateless(ctx: FileContext, diag: Diagnostic, value: cst.Call) -> bool:
