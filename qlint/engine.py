@@ -200,17 +200,15 @@ def _stage_name(stage: Stage | None) -> str:
 def _preload(files: list[tuple[SourceFile, Settings]]) -> None:
     """Import torch and qlint's graph path here (never user code), once, so each child starts warm.
 
-    For files checked with the PT2E flow: torchao, qlint's PT2E path and the quantizer they use (the
-    x86 one imports torch._inductor, seconds: only when a file needs it)."""
+    For files checked with the PT2E flow: torchao and qlint's PT2E path. Not the quantizer modules:
+    a child imports them without inductor's passes (``annotation_only_import``), which this process,
+    perhaps an API caller's that compiles, must keep."""
     modules = ["ctypes", "torch", "torchvision", "qlint.model.check", "qlint.context", "qlint.source.index"]
     if any("torchao" in s.text for s, _ in files):
         modules.append("torchao")
     pt2e = [(s, settings) for s, settings in files if flow_of(s, settings) == "pt2e"]
     if pt2e:
-        from qlint.model.pt2e_quantizer import QUANTIZER_MODULES, quantizer_name_for
-
         modules += ["torchao", "qlint.model.pt2e_check", "torch.export"]
-        modules += [QUANTIZER_MODULES[quantizer_name_for(s.text, settings)] for s, settings in pt2e]
 
     with quiet_imports():  # torchao's import-time log noise is not about the checked files
         fork.preload(list(dict.fromkeys(modules)))

@@ -390,6 +390,34 @@ def test_quantizers_and_the_missing_extra(monkeypatch):
         pt2e_quantizer.quantizer_for("x86")
 
 
+ANNOTATION_ONLY_PROBE = """
+import sys, torch, torchao
+import torch._inductor.config as inductor_config
+before = inductor_config.pre_grad_custom_pass
+from qlint.model import export, pt2e, pt2e_quantizer
+quantizer = pt2e_quantizer.quantizer_for(sys.argv[1], for_compile=False)
+heavy = "torch._inductor.lowering" in sys.modules
+stubs_left = [n for n in pt2e_quantizer._INDUCTOR_PASS_MODULES if n in sys.modules]
+same_pass = inductor_config.pre_grad_custom_pass is before
+model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
+graph = pt2e.annotate(export.export_on_meta(model, (torch.empty(1, 3, 8, 8, device="meta"),)), quantizer)
+annotated = sorted(n.op_type for n in graph.compute_ops() if n.annotated)
+import torchao.quantization.pt2e.inductor_passes.x86 as real_passes  # a later import gets the real module
+print(heavy, stubs_left, same_pass, annotated, hasattr(real_passes, "quant_lift_up"))
+"""
+
+
+@pytest.mark.parametrize("name", ["x86", "arm"])
+def test_a_check_imports_the_quantizer_without_inductors_passes(name):
+    """The quantizer module's import-time inductor registration (seconds of torch._inductor) is skipped
+    for annotation, which still works; nothing of the stand-ins is left behind."""
+    import subprocess
+
+    probe = [sys.executable, "-c", ANNOTATION_ONLY_PROBE, name]
+    out = subprocess.run(probe, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "False [] True ['conv2d'] True", out.stderr[-2000:]
+
+
 # ---- QL505: moved names ---------------------------------------------------------------------------------
 
 

@@ -39,13 +39,14 @@ def load_pt2e_models(
 ) -> tuple[list[Pt2eModel], list[Diagnostic]]:
     """Build, export and annotate the file's root models once; QL001 for what could not be built or
     exported for a reason of qlint's (no example input)."""
-    roots, found = loader.build_roots(source.path, settings, source, checked=checked)
     intent = pt2e_intent(source.text)
     name = quantizer_name_for(source.text, settings)
     try:
-        quantizer = quantizer_for(name)
+        # before the file imports it: a check never compiles, so inductor's passes are not registered
+        quantizer = quantizer_for(name, for_compile=False)
     except Pt2eUnavailable as exc:
-        return [], [*found, Diagnostic("QL001", f"qlint could not check the PT2E flow: {exc}", Span(source.path, 1, 1))]
+        return [], [Diagnostic("QL001", f"qlint could not check the PT2E flow: {exc}", Span(source.path, 1, 1))]
+    roots, found = loader.build_roots(source.path, settings, source, checked=checked)
     own = (source.path,)
     models = []
     for spec, model in roots:

@@ -8,9 +8,12 @@ torchao is an optional extra (``qlint[pt2e]``); without it ``quantizer_for`` rai
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import platform
 import sys
+import types
+from collections.abc import Iterator
 
 from qlint.config import QUANTIZERS, Settings
 from qlint.source.pt2e_flow import QUANTIZER_CLASSES, pt2e_intent
@@ -22,6 +25,13 @@ QUANTIZER_MODULES = {
     "xnnpack": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer",
 }
 INSTALL_HINT = "pip install qlint[pt2e]"
+# what torchao's x86 (and so arm) quantizer module imports at its end only to register inductor's
+# int8 lowerings and weight-packing passes: ~1.5 s of torch._inductor, needed by torch.compile, never
+# by annotation
+_INDUCTOR_PASS_MODULES = (
+    "torchao.quantization.pt2e.inductor_passes.lowering",
+    "torchao.quantization.pt2e.inductor_passes.x86",
+)
 
 
 class Pt2eUnavailable(Exception):
@@ -53,21 +63,26 @@ def quantizer_name_for(text: str, settings: Settings) -> str:
     return settings.quantizer or pt2e_intent(text).quantizer or default_quantizer_name()
 
 
-def quantizer_for(name: str | None = None):
+def quantizer_for(name: str | None = None, *, for_compile: bool = True):
     """A ready quantizer with its default global config: ``x86``, ``arm`` or ``xnnpack``.
 
     ``None`` picks the host's default. Raises ``Pt2eUnavailable`` when the package that
-    provides it is not installed, ``ValueError`` for an unknown name.
+    provides it is not installed, ``ValueError`` for an unknown name. ``for_compile=False`` (a
+    process that annotates and never compiles: a check child) imports an x86/arm quantizer module
+    that is not imported yet without its inductor pass registration (see ``annotation_only_import``).
     """
     name = (name or default_quantizer_name()).lower()
     if name not in QUANTIZERS:
         raise ValueError(f"unknown quantizer {name!r}: expected one of {', '.join(QUANTIZERS)}")
     require_torchao()
-    if name == "x86":
+    if name in ("x86", "arm") and not for_compile:
+        with annotation_only_import():
+            module = _import(QUANTIZER_MODULES[name])
+    elif name in ("x86", "arm"):
         module = _import(QUANTIZER_MODULES[name])
+    if name == "x86":
         return module.X86InductorQuantizer().set_global(module.get_default_x86_inductor_quantization_config())
     if name == "arm":
-        module = _import(QUANTIZER_MODULES[name])
         return module.ArmInductorQuantizer().set_global(module.get_default_arm_inductor_quantization_config())
     try:
         module = importlib.import_module(QUANTIZER_MODULES[name])
@@ -77,6 +92,47 @@ def quantizer_for(name: str | None = None):
             "(`pip install executorch`); use --quantizer x86 or arm"
         ) from exc
     return module.XNNPACKQuantizer().set_global(module.get_symmetric_quantization_config())
+
+
+class _NoOpModule(types.ModuleType):
+    """Stands in for an inductor pass module while a quantizer module imports: every name is a no-op."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _no_op
+
+
+def _no_op(*args, **kwargs) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def annotation_only_import() -> Iterator[None]:
+    """Import torchao's x86/arm quantizer modules without registering inductor's int8 passes.
+
+    The x86 quantizer module ends by importing ``inductor_passes.lowering`` / ``.x86`` (which import
+    most of ``torch._inductor``) to register int8 lowerings and set ``pre_grad_custom_pass``. Only
+    ``torch.compile`` uses them; annotating does not. While this context is open those two modules
+    are no-op stand-ins; afterwards they are removed from ``sys.modules`` (a later import gets the
+    real ones) and inductor's ``pre_grad_custom_pass`` is put back. For processes that never compile
+    (a check child); a quantizer module imported this way stays without its passes in that process.
+    """
+    if any(name in sys.modules for name in _INDUCTOR_PASS_MODULES):
+        yield  # already registered in this process: nothing to save
+        return
+    import torch._inductor.config as inductor_config
+
+    saved = inductor_config.pre_grad_custom_pass
+    for name in _INDUCTOR_PASS_MODULES:
+        sys.modules[name] = _NoOpModule(name)
+    try:
+        yield
+    finally:
+        for name in _INDUCTOR_PASS_MODULES:
+            if isinstance(sys.modules.get(name), _NoOpModule):
+                del sys.modules[name]
+        inductor_config.pre_grad_custom_pass = saved
 
 
 def quantizer_name(quantizer: object) -> str:

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import libcst as cst
-import libcst.matchers as m
 from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related, Severity
@@ -421,6 +420,8 @@ model.qconfig = QConfig(activation=HistogramObserver.with_args(reduce_range=Fals
 
 def _keyword_args(expr: cst.BaseExpression | None, keyword: str) -> list[cst.Arg]:
     """The ``keyword=...`` arguments of the calls inside ``expr``."""
+    import libcst.matchers as m  # 0.4 s to import: only when this runs
+
     return [] if expr is None else list(m.findall(expr, m.Arg(keyword=m.Name(keyword))))
 
 

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import libcst as cst
-import libcst.matchers as m
 from libcst.helpers import get_full_name_for_node
 
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
@@ -340,6 +339,8 @@ def _loop_of(file, call: cst.Call) -> cst.For | None:
 
 def _in_else(loop: cst.For, call: cst.Call) -> bool:
     """``call`` runs in the loop's ``else:`` (once, after the loop)."""
+    import libcst.matchers as m  # 0.4 s to import: only when this runs
+
     return loop.orelse is not None and any(node is call for node in m.findall(loop.orelse, m.Call()))
 
 
@@ -387,6 +388,8 @@ def _loop_split(
     declaration = attribute_assignments(init, attr)[0]
     value = declaration.body[0].value
     function = file.enclosing_function(call)
+    import libcst.matchers as m  # 0.4 s to import: only when this runs
+
     names_in_function = {n.value for n in m.findall(function, m.Name())}
     counted = _loop_index(file, loop, set(names_in_function))
     if counted is None:
