@@ -79,6 +79,7 @@ COMPUTE_OPS = frozenset(
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 _GRAD_HOP = "wrap_with_set_grad_enabled"
+_QAT_PATTERN_MODULE = "export_utils.WrapperModule"  # torchao's module around the QAT conv-bn pattern
 
 
 @dataclass
@@ -158,6 +159,7 @@ class PT2EGraph:
         self.prepare_error: str | None = None
         self.prepared = None  # the prepared GraphModule (None when prepare_pt2e raised)
         self.unmatched_module_configs: tuple[str, ...] = ()
+        self.qat = False  # annotated by prepare_qat_pt2e (the quantizer's QAT config)
         self._located: dict = {}
 
     # ---- queries ---------------------------------------------------------------------------------
@@ -279,24 +281,30 @@ def annotate(
     quantizer: object,
     spec: ModelSpec | None = None,
     checked: tuple[str, ...] | None = None,
+    qat: bool = False,
 ) -> PT2EGraph:
-    """``prepare_pt2e(exported.module, quantizer)`` on a copy, on meta, read into a PT2EGraph.
+    """``prepare_pt2e(exported.module, quantizer)`` on a copy, on meta, read into a PT2EGraph
+    (``prepare_qat_pt2e`` when ``qat``: a file that trains with fake quantization).
 
     ``spec`` and ``checked`` say where findings point (default: the model's class definition).
     If ``prepare_pt2e`` raises, ``prepare_error`` holds the reason and nothing is annotated.
     """
     require_torchao()
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
     spec = spec or _class_spec(exported.model)
     graph = PT2EGraph(exported, quantizer, spec, checked or (spec.path,))
+    graph.qat = qat
     module = copy.deepcopy(exported.module)
     graph.pre_prepare = {n.name: n for n in _Reader(graph, module, None).read_plain()}
     graph.unmatched_module_configs = unmatched_module_names(quantizer, module)
     try:
         with quiet():
-            _fold_batch_norms(module)
-            prepared = prepare_pt2e(module, quantizer)
+            if qat:  # batch norms stay: prepare_qat_pt2e fuses them into fake-quantized conv patterns
+                prepared = prepare_qat_pt2e(module, quantizer)
+            else:
+                _fold_batch_norms(module)
+                prepared = prepare_pt2e(module, quantizer)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's prepare_pt2e would raise the same
@@ -344,6 +352,7 @@ class _Reader:
         self.graph = graph
         self.module = module
         self.excluded = excluded_matcher(quantizer)
+        self._pattern: dict = {}
 
     def read_plain(self) -> list[PT2ENode]:
         """The ops as exported, sub-graphs included (no edges): train-mode facts are read before prepare."""
@@ -426,6 +435,22 @@ class _Reader:
             node.weights_quantized = any(weights) if weights else None
         return results
 
+    def _qat_pattern_op(self, fx_node) -> bool:
+        """An op of the conv-bn pattern ``prepare_qat_pt2e`` writes (it runs in torchao's pattern module),
+        or a computation on parameters only (the scaled weight, a zero bias): ``convert_pt2e`` folds
+        them into the conv, so they are not float ops of the converted model."""
+        memo = self._pattern
+        if fx_node not in memo:
+            stack = list((fx_node.meta.get("nn_module_stack") or {}).values())
+            in_pattern = bool(stack) and str(stack[-1][1]).endswith(_QAT_PATTERN_MODULE)
+            inputs = fx_node.all_input_nodes
+            memo[fx_node] = in_pattern or (
+                fx_node.op == "call_function"
+                and bool(inputs)
+                and all(i.op == "get_attr" or (i.op == "call_function" and self._qat_pattern_op(i)) for i in inputs)
+            )
+        return memo[fx_node]
+
     def _node(self, fx_node, name: str, grad: bool, region: str | None, annotations: bool) -> PT2ENode:
         target = fx_node.target
         op_type, target_name = _op_names(fx_node)
@@ -446,7 +471,7 @@ class _Reader:
             node.is_tensor_op = _produces_tensor(fx_node)
             node.is_compute = op_type in COMPUTE_OPS
             node.training = _training_flag(fx_node)
-            node.is_noop = is_noop(fx_node)
+            node.is_noop = is_noop(fx_node) or (self.graph.qat and self._qat_pattern_op(fx_node))
             if annotations:
                 node.excluded = self.excluded(fx_node)
                 node.annotated = _is_annotated(fx_node) and not node.excluded

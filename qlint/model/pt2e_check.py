@@ -43,7 +43,7 @@ def load_pt2e_models(
     name = quantizer_name_for(source.text, settings)
     try:
         # before the file imports it: a check never compiles, so inductor's passes are not registered
-        quantizer = quantizer_for(name, for_compile=False)
+        quantizer = quantizer_for(name, for_compile=False, qat=intent.qat)
     except Pt2eUnavailable as exc:
         return [], [Diagnostic("QL001", f"qlint could not check the PT2E flow: {exc}", Span(source.path, 1, 1))]
     roots, found = loader.build_roots(source.path, settings, source, checked=checked)
@@ -51,10 +51,12 @@ def load_pt2e_models(
     models = []
     for spec, model in roots:
         checked_model = Pt2eModel(spec, name)
-        options = {"strict": intent.strict, "training": intent.export_in_train_mode, "checked": own}
+        # a QAT file exports its model in training mode (prepare_qat_pt2e expects it)
+        training = intent.qat or intent.export_in_train_mode
+        options = {"strict": intent.strict, "training": training, "checked": own}
         result = export.export_on_meta(model, export.example_inputs(model, settings), **options)
         if isinstance(result, export.Exported):
-            checked_model.graphs.append(annotate(result, quantizer, spec, own))
+            checked_model.graphs.append(annotate(result, quantizer, spec, own, qat=intent.qat))
         elif result.kind in _QLINTS_INPUT:
             found.append(
                 Diagnostic(
@@ -66,7 +68,7 @@ def load_pt2e_models(
             )
         else:
             subs = export.largest_exportable_submodules(model, settings, checked=own, **_no_checked(options))
-            checked_model.graphs.extend(annotate(sub, quantizer, spec, own) for sub in subs)
+            checked_model.graphs.extend(annotate(sub, quantizer, spec, own, qat=intent.qat) for sub in subs)
             checked_model.export_failure = export_failed(result, spec, own, subs, _build_span(model, spec))
         models.append(checked_model)
     return models, found

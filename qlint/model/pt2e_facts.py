@@ -202,8 +202,11 @@ class TrainModeOp:
 
 
 def train_mode_nodes(graph: PT2EGraph) -> list[TrainModeOp]:
-    """Ops exported in training mode, read on the graph as exported (before prepare folds batch norms)."""
-    out = []
+    """Ops exported in training mode, read on the graph as exported (before prepare folds batch norms);
+    none for a QAT graph (``prepare_qat_pt2e`` wants the training-mode capture)."""
+    out: list[TrainModeOp] = []
+    if graph.qat:
+        return out
     for node in graph.pre_prepare.values():
         if node.training:
             span, related = graph.locate(node)

@@ -63,8 +63,9 @@ def quantizer_name_for(text: str, settings: Settings) -> str:
     return settings.quantizer or pt2e_intent(text).quantizer or default_quantizer_name()
 
 
-def quantizer_for(name: str | None = None, *, for_compile: bool = True):
-    """A ready quantizer with its default global config: ``x86``, ``arm`` or ``xnnpack``.
+def quantizer_for(name: str | None = None, *, for_compile: bool = True, qat: bool = False):
+    """A ready quantizer with its default global config: ``x86``, ``arm`` or ``xnnpack``; ``qat``: the
+    config for quantization-aware training (``is_qat=True``, what ``prepare_qat_pt2e`` is given).
 
     ``None`` picks the host's default. Raises ``Pt2eUnavailable`` when the package that
     provides it is not installed, ``ValueError`` for an unknown name. ``for_compile=False`` (a
@@ -81,9 +82,10 @@ def quantizer_for(name: str | None = None, *, for_compile: bool = True):
     elif name in ("x86", "arm"):
         module = _import(QUANTIZER_MODULES[name])
     if name == "x86":
-        return module.X86InductorQuantizer().set_global(module.get_default_x86_inductor_quantization_config())
+        config = module.get_default_x86_inductor_quantization_config(is_qat=qat)
+        return module.X86InductorQuantizer().set_global(config)
     if name == "arm":
-        return module.ArmInductorQuantizer().set_global(module.get_default_arm_inductor_quantization_config())
+        return module.ArmInductorQuantizer().set_global(module.get_default_arm_inductor_quantization_config(is_qat=qat))
     try:
         module = importlib.import_module(QUANTIZER_MODULES[name])
     except ImportError as exc:
@@ -91,7 +93,7 @@ def quantizer_for(name: str | None = None, *, for_compile: bool = True):
             "the xnnpack quantizer lives in executorch, which is not installed "
             "(`pip install executorch`); use --quantizer x86 or arm"
         ) from exc
-    return module.XNNPACKQuantizer().set_global(module.get_symmetric_quantization_config())
+    return module.XNNPACKQuantizer().set_global(module.get_symmetric_quantization_config(is_qat=qat))
 
 
 class _NoOpModule(types.ModuleType):
