@@ -228,14 +228,14 @@ def check_source(
     else:
         found = _source_diagnostics(source, enabled, settings) + malformed_pragmas(source)
         pt2e = flow_of(source, settings) == "pt2e"
-        if (
-            not settings.no_graph
-            and registry.wants_graph(enabled, pt2e)
-            and worth_building(source, settings)
-            and _graph_possible(source, settings)
-        ):
+        graph_wanted = (
+            not settings.no_graph and registry.wants_graph(enabled, pt2e) and worth_building(source, settings)
+        )
+        if graph_wanted and not _graph_possible(source, settings):
+            found.append(_pt2e_not_checked(source, enabled))
+        elif graph_wanted:
             if pt2e:
-                found += _pt2e_diagnostics(source, settings, checked, enabled, coverage)
+                found = _one_per_line(found, _pt2e_diagnostics(source, settings, checked, enabled, coverage))
                 models = None  # no eager analysis: a fix that needs the eager models builds them itself
             else:
                 from qlint.model.check import load_models
@@ -262,6 +262,31 @@ def _pt2e_diagnostics(
             found.extend(rule.check_pt2e(pt2e_model))
     coverage.extend(coverage_of(pt2e_models))
     return found
+
+
+def _pt2e_not_checked(source: SourceFile, enabled: frozenset[str]) -> Diagnostic:
+    """QL001 (info) for a file picked for PT2E by its ``prepare_pt2e`` call on a machine without torchao:
+    its source rules ran, its PT2E graph checks did not (never a silent all clear)."""
+    from qlint.model.pt2e_quantizer import INSTALL_HINT
+    from qlint.source.pt2e_flow import pt2e_intent
+
+    codes = ", ".join(r.code for r in registry.pt2e_rules(enabled))
+    line, col = pt2e_intent(source.text).prepare_at or (1, 1)
+    return Diagnostic(
+        "QL001",
+        f"the PT2E graph checks ({codes}) did not run: torchao is not installed (`{INSTALL_HINT}`); "
+        "only the source rules checked this file",
+        Span(source.path, line, col),
+        severity=Severity.INFO,
+    )
+
+
+def _one_per_line(found: list[Diagnostic], graph: list[Diagnostic]) -> list[Diagnostic]:
+    """A rule with a source and a graph half (QL504, QL510) reports a line once: the graph half's
+    finding, which knows more, replaces the source half's there."""
+    both = {r.code for r in registry.rules().values() if r.runs_on_source() and r.has_pt2e_check()}
+    lines = {(d.code, d.span.path, d.span.line) for d in graph if d.code in both}
+    return [d for d in found if (d.code, d.span.path, d.span.line) not in lines] + graph
 
 
 def _source_diagnostics(source: SourceFile, enabled: frozenset[str], settings: Settings) -> list[Diagnostic]:

@@ -94,6 +94,10 @@ class ModelNotBuilt(Rule):
     A root model class (one that is not a submodule of another model in the file) whose
     constructor needs arguments is reported here.
 
+    On the PT2E flow, a file checked as PT2E because it calls `prepare_pt2e` on a machine
+    without torchao gets a QL001 info at that call: its source rules ran, its PT2E graph checks
+    did not (`pip install qlint[pt2e]`). `--flow pt2e` given explicitly is an error instead.
+
     ## Why is this bad?
     Every graph rule (missing stubs, float ops on quantized tensors, unfused chains, slow
     convolutions) needs the model built and traced. A model that is not built is not

@@ -3,6 +3,10 @@
 typed facts of ``qlint.model.pt2e_facts``: ops under grad-disabled mode (QL504), nothing quantized
 (QL506), float ops between quantized ones (QL507), export failures (QL508), ops captured in training
 mode (QL510).
+
+QL504 and QL510 also have a source half, read from the file's ``qlint.source.pt2e_flow`` facts (so
+they report with ``--no-graph`` and when the model cannot be built); where both halves report a line,
+the engine keeps the graph half's finding.
 """
 
 from __future__ import annotations
@@ -11,8 +15,21 @@ import ast
 from collections.abc import Iterator
 from functools import lru_cache
 
-from qlint.diagnostics import Diagnostic, Related, Severity, Span
-from qlint.rules.base import Basis, Flow, Invalid, Rule, Valid
+from qlint.config import Settings
+from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Related, Severity, Span
+from qlint.rules.base import (
+    Basis,
+    EditsFound,
+    FixAvailability,
+    FixItems,
+    Flow,
+    Invalid,
+    Rule,
+    Valid,
+    precomputed_fixes,
+)
+from qlint.source.pt2e_flow import PT2E as PT2E_FLOW
+from qlint.source.pt2e_flow import flow_of, grad_disabled_forwards, pt2e_intent
 
 PT2E = ("--flow", "pt2e")
 
@@ -32,10 +49,15 @@ def _model_name(graph) -> str:
 
 class GradModeInForward(Rule):
     """## What it does
-    Reports `torch.no_grad()`, `@torch.no_grad()` or `torch.set_grad_enabled(False)` on or inside
-    a `forward` that is exported for PT2E quantization, at the decorator or `with` line, naming
-    the ops that run under it (the graph half of QL504: read on the exported graph, so it also
-    finds grad-disabled code in helpers and submodules).
+    Reports `torch.no_grad()`, `@torch.no_grad()`, `torch.set_grad_enabled(False)` or
+    `torch.inference_mode()` on or inside a `forward` that is exported for PT2E quantization, at
+    the decorator, `with` or call line.
+
+    Two halves, one finding per line: the source half reads the file (a `forward` of a class in a
+    file checked with the PT2E flow: it calls `prepare_pt2e` / `prepare_qat_pt2e`, or `--flow
+    pt2e`), so it also reports with `--no-graph` and when the model cannot be built; the graph
+    half reads the exported graph, names the ops that run under it, and also finds grad-disabled
+    code in helpers and submodules. Where both report a line, the graph half's finding is kept.
 
     ## Why is this bad?
     `torch.export` captures a grad-disabled region as a `wrap_with_set_grad_enabled` sub-graph,
@@ -57,7 +79,9 @@ class GradModeInForward(Rule):
     name = "grad-mode-in-forward"
     severity = Severity.ERROR
     flows = (Flow.PT2E,)
-    basis = (Basis.GRAPH,)
+    basis = (Basis.SOURCE, Basis.GRAPH)
+    triggers = ("no_grad", "set_grad_enabled", "inference_mode")
+    reads_settings = True  # --flow pt2e
     summary = "`torch.no_grad()` on or inside an exported `forward`: the quantizer never annotates the ops under it"
     examples = (
         Invalid(
@@ -79,6 +103,32 @@ class Net(nn.Module):
             lines=(11,),
             args=PT2E,
         ),
+        Invalid(
+            """\
+import torch
+import torch.nn as nn
+from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        with torch.no_grad():
+            x = self.conv(x)
+        return self.fc(x.mean((2, 3)))
+
+
+def quantize(model, quantizer):
+    exported = torch.export.export(model.eval(), (torch.randn(1, 3, 8, 8),)).module()
+    return prepare_pt2e(exported, quantizer)
+""",
+            lines=(13,),
+            args=("--no-graph",),
+        ),
         Valid(
             """\
 import torch
@@ -98,9 +148,28 @@ class Net(nn.Module):
         ),
     )
 
+    def check_source(self, index, settings: Settings | None = None) -> Iterator[Diagnostic]:
+        text = index.source.text
+        if flow_of(text, settings.flow if settings is not None else None) != PT2E_FLOW:
+            return
+        for site in grad_disabled_forwards(text):
+            effect = (
+                "export captures what runs under it as grad-disabled code (a `wrap_with_set_grad_enabled` "
+                "sub-graph) that the quantizer never annotates, so those ops stay float"
+            )
+            yield Diagnostic(
+                self.code,
+                f"`{site.written}` {'on' if site.written.startswith('@') else 'in'} `{site.cls}.forward`, a module this file quantizes with PT2E: {effect}; "
+                "move it out of `forward`, into the caller",
+                Span(index.path, site.line, site.col),
+            )
+
     def check_pt2e(self, model) -> Iterator[Diagnostic]:
         from qlint.model.pt2e_facts import grad_mode_regions
 
+        # regions of one decorator or `with` (e.g. a submodule's call and the root's own ops under
+        # `@torch.no_grad()`) are one finding at its line
+        sites: dict[tuple[str, int], list] = {}
         for graph in model.graphs:
             for region in grad_mode_regions(graph):
                 span = region.span
@@ -114,19 +183,30 @@ class Net(nn.Module):
                     )
                     related = (*related, Related(span, note))[:4] if site[0] != span.line else related
                     span = Span(span.path, site[0], site[1])
-                where = f"`{region.module}`" if region.module else f"`{_model_name(graph)}`"
-                compute = f" ({region.compute_ops} compute)" if region.compute_ops else ""
-                yield Diagnostic(
-                    self.code,
-                    f"{sum(n for _, n in region.ops)} ops{compute} of {where} run with grad disabled inside "
-                    f"`forward` ({_counts(region.ops[:4])}): export captures them in a `wrap_with_set_grad_enabled` "
-                    "sub-graph the quantizer never annotates, so they stay float; move `torch.no_grad()` "
-                    "out of `forward`, into the caller",
-                    span,
-                    related=related,
-                    model=graph.spec.name,
-                    module=region.module,
-                )
+                sites.setdefault((span.path, span.line), []).append((graph, region, span, related))
+        for found in sites.values():
+            graph, region, span, _ = found[0]
+            ops: dict[str, int] = {}
+            for _, r, _, _ in found:
+                for op, n in r.ops:
+                    ops[op] = ops.get(op, 0) + n
+            ranked = tuple(sorted(ops.items(), key=lambda kv: -kv[1]))
+            total = sum(ops.values())
+            compute = sum(r.compute_ops for _, r, _, _ in found)
+            modules = list(dict.fromkeys(r.module or _model_name(g) for g, r, _, _ in found))
+            where = ", ".join(f"`{m}`" for m in modules)
+            related = tuple(dict.fromkeys(rel for *_, rels in found for rel in rels))[:4]
+            yield Diagnostic(
+                self.code,
+                f"{total} op{'s' if total > 1 else ''}{f' ({compute} compute)' if compute else ''} of {where} run "
+                f"with grad disabled inside `forward` ({_counts(ranked[:4])}): export captures them in a "
+                "`wrap_with_set_grad_enabled` sub-graph the quantizer never annotates, so they stay float; move "
+                "`torch.no_grad()` out of `forward`, into the caller",
+                span,
+                related=related,
+                model=graph.spec.name,
+                module=region.module if len(found) == 1 else None,
+            )
 
 
 _GRAD_CALLS = ("no_grad", "set_grad_enabled", "inference_mode", "enable_grad")
@@ -454,11 +534,15 @@ class Gate(nn.Module):
 
 class ExportInTrainMode(Rule):
     """## What it does
-    Reports batch norm and dropout captured in training mode (`training=True` nodes in the
-    exported graph) in a file that exports a model for post-training quantization
-    (`prepare_pt2e`) without putting it in eval mode first, at the line of each module.
-    qlint exports the model the way the file does: in training mode when the model handed to
-    `torch.export.export` is never put in eval mode (`model.eval()`, `Net().eval()`).
+    Reports a file that exports a model for post-training quantization (`prepare_pt2e`, or
+    `--flow pt2e`; not `prepare_qat_pt2e`) without putting it in eval mode first: the model
+    handed to `torch.export.export` is never put in eval mode (`model.eval()`, `Net().eval()`),
+    or is passed as `model.train()`.
+
+    Two halves: the source half reports the export call (also with `--no-graph` and when the
+    model cannot be built); the graph half exports the model the way the file does and reports
+    each batch norm and dropout captured in training mode (`training=True` nodes in the exported
+    graph), at the line of its module.
 
     ## Why is this bad?
     Export bakes the mode into the graph: batch norm keeps normalizing with the batch's
@@ -467,8 +551,9 @@ class ExportInTrainMode(Rule):
     suffers, without an error.
 
     ## Fix safety
-    No automatic fix yet: call `model.eval()` before `torch.export.export` (or use
-    `prepare_qat_pt2e` if training-mode capture is meant).
+    Safe: `model.eval()` is inserted before the statement that exports `model` (on the export
+    call's finding; not when the model is written `model.train()` or the call shares its line
+    with another statement). Use `prepare_qat_pt2e` instead if training-mode capture is meant.
 
     ## References
     - [pytorch/pytorch#151726](https://github.com/pytorch/pytorch/issues/151726)
@@ -479,7 +564,11 @@ class ExportInTrainMode(Rule):
     name = "export-in-train-mode"
     severity = Severity.WARNING
     flows = (Flow.PT2E,)
-    basis = (Basis.GRAPH,)
+    basis = (Basis.SOURCE, Basis.GRAPH)
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "safe, `model.eval()` before the export"
+    triggers = ("export",)
+    reads_settings = True  # --flow pt2e
     summary = "a model exported for post-training quantization in training mode (batch norm and dropout as in training)"
     examples = (
         Invalid(
@@ -507,8 +596,33 @@ if __name__ == "__main__":
     model = build()
     exported = torch.export.export(model, (torch.randn(1, 3, 8, 8),)).module()
 """,
-            lines=(9,),
+            lines=(9, 22),
             args=PT2E,
+            fixed="""\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.conv(x)).mean((2, 3)))
+
+
+def build():
+    return Net()
+
+
+if __name__ == "__main__":
+    model = build()
+    model.eval()
+    exported = torch.export.export(model, (torch.randn(1, 3, 8, 8),)).module()
+""",
         ),
         Valid(
             """\
@@ -538,6 +652,29 @@ if __name__ == "__main__":
             args=PT2E,
         ),
     )
+
+    def check_source(self, index, settings: Settings | None = None) -> Iterator[Diagnostic]:
+        text = index.source.text
+        if flow_of(text, settings.flow if settings is not None else None) != PT2E_FLOW:
+            return
+        for export in pt2e_intent(text).train_mode_exports:
+            fix = None
+            if export.statement_line is not None:
+                edit = Edit(
+                    f"{export.indent}{export.model}.eval()\n", (export.statement_line, 1), (export.statement_line, 1)
+                )
+                fix = Fix(Applicability.SAFE, f"Call `{export.model}.eval()` before the export", (edit,))
+            yield Diagnostic(
+                self.code,
+                f"`{export.model}` is exported for post-training quantization in training mode (nothing in the "
+                "file puts it in eval mode): batch norm and dropout are captured as in training and stay so "
+                f"through calibration and convert; call `{export.model}.eval()` before `torch.export.export`",
+                Span(index.path, export.line, export.col, export.end_line, export.end_col),
+                data=EditsFound(fix),
+            )
+
+    def fix(self, ctx, items: FixItems) -> dict[int, Fix]:
+        return precomputed_fixes(items)
 
     def check_pt2e(self, model) -> Iterator[Diagnostic]:
         from qlint.model.pt2e_facts import train_mode_nodes
