@@ -203,15 +203,22 @@ class Net(nn.Module):
         self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(8)
         self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.drop = nn.Dropout(0.2)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8, 4)
+        self.aux_conv1 = nn.Conv2d(8, 8, 1)
+        self.aux_conv2 = nn.Conv2d(8, 4, 1)
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(x))
         x = torch.sigmoid(y) + x
-        x = self.conv3(x)
-        return self.fc(torch.flatten(self.pool(x), 1))
+        x = self.conv3(self.drop(x))
+        out = self.fc(torch.flatten(self.pool(x), 1))
+        if self.training:  # an auxiliary head trained with the model (as GoogLeNet's and Inception's)
+            aux = self.aux_conv2(torch.tanh(self.aux_conv1(x)))
+            return out, aux.mean((2, 3))
+        return out
 
 
 def qat(model, batches):
@@ -219,7 +226,8 @@ def qat(model, batches):
     prepared = prepare_qat_pt2e(torch.export.export(model, (batches[0],)).module(), quantizer)
     optimizer = torch.optim.SGD(prepared.parameters(), lr=0.01)
     for x in batches:
-        prepared(x).sum().backward()
+        out, aux = prepared(x)
+        (out.sum() + aux.sum()).backward()
         optimizer.step()
         optimizer.zero_grad()
     return convert_pt2e(move_exported_model_to_eval(prepared))
@@ -233,6 +241,8 @@ def _real_qat_float_between(path) -> collections.Counter:
     import importlib.util
 
     import torch
+
+    from qlint.model.pt2e import is_noop
 
     spec = importlib.util.spec_from_file_location("qat_file", path)
     module = importlib.util.module_from_spec(spec)
@@ -260,15 +270,21 @@ def _real_qat_float_between(path) -> collections.Counter:
         )
     for n in reversed(nodes):
         down[n] = float_op(n) and any(qdq(u, "quantize") or down.get(u, False) for u in n.users)
-    return collections.Counter(n.target._opname.rstrip("_") for n in nodes if up[n] and down[n])
+    # ops that do no arithmetic (views, dropout after move_exported_model_to_eval) are not counted
+    return collections.Counter(n.target._opname.rstrip("_") for n in nodes if up[n] and down[n] and not is_noop(n))
 
 
-def test_qat_file_is_annotated_as_prepare_qat_pt2e_annotates_it(write, qlint):
+def test_qat_file_is_annotated_as_prepare_qat_pt2e_annotates_it(write, qlint, qlint_json):
     path = write("qat.py", QAT_FILE)
+    _, found = qlint_json(path, "--select", "QL5")
+    # the training-mode capture keeps the auxiliary head: its tanh stays float too
+    sigmoid, tanh = at(QAT_FILE, "torch.sigmoid(y) + x"), at(QAT_FILE, "torch.tanh(")
+    assert codes(found) == [("QL507", sigmoid), ("QL507", tanh)]
     code, out, _ = qlint("check", path, "--statistics", "--format", "json", "--select", "QL5")
     data = json.loads(out)
     assert "QL510" not in [r["code"] for r in data["codes"]]  # QAT exports in training mode on purpose
     (row,) = data["coverage"]
+    assert row["left_float_between_quantized"] > 0
     mine = collections.Counter(
         {g["key"]: g["between_quantized"] for g in row["left_float_by_op"] if g["between_quantized"]}
     )

@@ -471,7 +471,9 @@ class _Reader:
             node.is_tensor_op = _produces_tensor(fx_node)
             node.is_compute = op_type in COMPUTE_OPS
             node.training = _training_flag(fx_node)
-            node.is_noop = is_noop(fx_node) or (self.graph.qat and self._qat_pattern_op(fx_node))
+            # QAT: dropout is captured in training mode and turned off by move_exported_model_to_eval
+            qat_noop = self.graph.qat and ("dropout" in op_type or self._qat_pattern_op(fx_node))
+            node.is_noop = is_noop(fx_node) or qat_noop
             if annotations:
                 node.excluded = self.excluded(fx_node)
                 node.annotated = _is_annotated(fx_node) and not node.excluded
