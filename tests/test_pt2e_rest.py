@@ -173,8 +173,9 @@ def test_export_in_train_mode_from_the_source_with_its_safe_fix(write, qlint_jso
 def test_export_in_train_mode_not_reported_for_qat_or_an_evaluated_model(write, qlint_json):
     qat = write("qat.py", TRAIN_EXPORT.replace("prepare_pt2e", "prepare_qat_pt2e"))
     assert qlint_json(qat, "--no-graph", "--select", "QL510")[1] == []
-    evaluated = write("eval.py", TRAIN_EXPORT.replace("    model = Net()\n", "    model = Net().eval()\n"))
-    assert qlint_json(evaluated, "--no-graph", "--select", "QL510")[1] == []
+    for evaluated in ("    model = Net().eval()\n", "    model = Net()\n    model.train(False)\n"):
+        path = write("eval.py", TRAIN_EXPORT.replace("    model = Net()\n", evaluated))
+        assert qlint_json(path, "--no-graph", "--select", "QL510")[1] == []
     trained = write("trained.py", TRAIN_EXPORT.replace("export(model, example)", "export(model.train(), example)"))
     (found,) = qlint_json(trained, "--no-graph", "--select", "QL510")[1]
     assert (found["location"]["row"], found["fix"]) == (

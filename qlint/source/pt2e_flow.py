@@ -119,7 +119,7 @@ def _exports_in_train_mode(tree: ast.AST, exports: list[ast.Call], text: str) ->
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             assigned.update(n for n in map(_target_name, node.targets) if n)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "eval":
+        if isinstance(node, ast.Call) and _ends_in_eval(node):
             name = _target_name(node.func.value)
             if name:
                 evaluated.add(name)
@@ -171,7 +171,10 @@ def _train_export(call: ast.Call, model: str, stmt: ast.stmt | None, lines: list
 
 
 def _ends_in_eval(value: ast.expr) -> bool:
-    return isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "eval"
+    """``m.eval()`` or ``m.train(False)``."""
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)):
+        return False
+    return value.func.attr == "eval" or (value.func.attr == "train" and _false_arg(value))
 
 
 def _false_arg(call: ast.Call) -> bool:
