@@ -103,6 +103,7 @@ def test_grad_mode_source_and_graph_halves_report_a_line_once(write, qlint_json)
     # the graph half's finding, with the ops of the root and of `conv` run under the decorator
     assert found[0]["message"].startswith("3 ops (2 compute) of `conv`, `Net()` run with grad disabled")
     assert "`conv2d`" in found[0]["message"] and "`linear`" in found[0]["message"]
+    assert found[1]["message"].endswith("move `torch.set_grad_enabled(False)` out of `forward`, into the caller")
     assert found[0]["message"] != qlint_json(path, "--no-graph", "--select", "QL504")[1][0]["message"]
 
 

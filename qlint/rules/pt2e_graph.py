@@ -201,12 +201,23 @@ class Net(nn.Module):
                 f"{total} op{'s' if total > 1 else ''}{f' ({compute} compute)' if compute else ''} of {where} run "
                 f"with grad disabled inside `forward` ({_counts(ranked[:4])}): export captures them in a "
                 "`wrap_with_set_grad_enabled` sub-graph the quantizer never annotates, so they stay float; move "
-                "`torch.no_grad()` out of `forward`, into the caller",
+                f"`{_written_at(span.path, span.line)}` out of `forward`, into the caller",
                 span,
                 related=related,
                 model=graph.spec.name,
                 module=region.module if len(found) == 1 else None,
             )
+
+
+def _written_at(path: str, line: int) -> str:
+    """The grad-disabling code at ``line`` as the file writes it (``torch.no_grad()`` when unknown)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            sites = grad_disabled_forwards(handle.read())
+    except (OSError, UnicodeDecodeError):
+        sites = ()
+    written = next((site.written for site in sites if site.line == line), "torch.no_grad()")
+    return written.removeprefix("@").removeprefix("with ")
 
 
 _GRAD_CALLS = ("no_grad", "set_grad_enabled", "inference_mode", "enable_grad")
