@@ -273,3 +273,58 @@ def test_emit_records_a_model_class_without_its_own_init(write, qlint, tmp_path)
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "deeplib", "deeplib.DeepLabLike(4)"), emitted, (1, 3, 16, 16))
     # (its stubs are still missing: the QL101/QL102 fixes do not yet reach a forward inherited by the root class)
+
+
+UNTRACEABLE_ROOT = """
+from torch import nn
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int, act: bool = True):
+        layers = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout)]
+        if act:
+            layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(ConvBlock(3, 8), ConvBlock(8, 8, act=False))
+
+    def forward(self, x):
+        return self.features(x)
+
+
+class Detector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        features = self.backbone(x)
+        if features.sum() > 0:  # data-dependent: fx cannot trace the root, qlint checks `backbone` alone
+            return self.head(features)
+        return features
+"""
+
+
+def test_emit_converges_when_the_root_does_not_trace(write, qlint, tmp_path):
+    """ssdlite320_mobilenet_v3_large: the root does not trace, so QL201 checks the `backbone` sub-root, and its fix
+    writes the chains into the root's fuse_model(); the check then ran only the sub-root's (missing) fuse_model,
+    reported the same chains again, and the fix loop never converged ("QL201 keep coming back")."""
+    write("detlib.py", UNTRACEABLE_ROOT)
+    path = write("ssd_like.py", "# qlint: input-shape = 1x3x16x16\nimport detlib\n\n\ndef build_model():\n"
+                 "    return detlib.Detector()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    assert '["backbone.features.0.0", "backbone.features.0.1", "backbone.features.0.2"],' in text
+    _, stdout, _ = qlint("check", out, "--select", "QL201")
+    assert "QL201" not in stdout, stdout
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "detlib", "detlib.Detector()"), emitted, (1, 3, 16, 16))
+    emitted.fuse_model()
+    assert [type(m).__name__ for m in emitted.backbone.features[0]] == ["ConvReLU2d", "Identity", "Identity"]

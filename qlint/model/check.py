@@ -127,7 +127,7 @@ def _traceable_submodules(spec, model, settings: Settings, checked: tuple[str, .
         except TraceFailure:
             queue.extend((f"{name}.{n}", c) for n, c in module.named_children())
             continue
-        qgraph.prefix = name
+        qgraph.prefix, qgraph.checked_model = name, model
         out.append(qgraph)
     return out
 
