@@ -328,3 +328,38 @@ def test_emit_converges_when_the_root_does_not_trace(write, qlint, tmp_path):
     assert _same_float_output(_original(tmp_path, "detlib", "detlib.Detector()"), emitted, (1, 3, 16, 16))
     emitted.fuse_model()
     assert [type(m).__name__ for m in emitted.backbone.features[0]] == ["ConvReLU2d", "Identity", "Identity"]
+
+
+FIXED_SIZE = """
+import torch
+from torch import nn
+
+
+class PatchNet(nn.Module):
+    '''Takes only its image size, as timm's convit/cait/coat/beit do (`Input height (64) doesn't match model`).'''
+
+    def __init__(self, img_size: int = 224):
+        super().__init__()
+        self.img_size = img_size
+        self.patch = nn.Conv2d(3, 8, 32, stride=32)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        height = x.shape[2]
+        torch._assert(height == self.img_size, f"Input height ({height}) doesn't match model ({self.img_size}).")
+        return self.fc(self.relu(self.patch(x)).mean((2, 3)))
+"""
+
+
+def test_emit_checks_a_fixed_size_model_at_the_default_input_shape(write, qlint, tmp_path):
+    """Without a pragma, `qlint check` analyses a conv model at 1x3x224x224 (and the corpus writes no pragma then);
+    emit's own check fed 1x3x64x64 only, and rejected every model that takes only 224 (convit_tiny, cait, coat)."""
+    write("patchlib.py", FIXED_SIZE)
+    path = write("convit_like.py", "import patchlib\n\n\ndef build_model():\n    return patchlib.PatchNet()\n")
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "patchlib", "patchlib.PatchNet()"), emitted, (1, 3, 224, 224))
+    assert eager_flow(emitted, (1, 3, 224, 224)) > 15

@@ -566,16 +566,29 @@ def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int,
 
 def _example_input(model, shape: tuple[int, ...] | None):
     """A random input at ``shape`` (token ids when the model starts with an embedding), else guessed from the
-    first layer (1xCx64x64 before a Conv2d); None when there is nothing to guess from."""
+    first layer: 1xCx64x64 before a Conv2d, or, when the model does not take that (timm's ViTs assert their image
+    size), the shape ``qlint check`` analyses without a pragma (1xCx224x224); None when there is nothing to guess."""
     import torch
     import torch.nn as nn
+
+    from qlint.model.loader import quiet
+    from qlint.model.trace import shape_for_first_layer
 
     first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))), None)
     if isinstance(first, nn.Embedding):
         return torch.randint(0, first.num_embeddings, shape or (1, 8))
     if shape is None and isinstance(first, nn.Conv2d):
-        shape = (1, first.in_channels, 64, 64)
-    elif shape is None and isinstance(first, nn.Linear):
+        default = shape_for_first_layer(model.modules())
+        for guess in dict.fromkeys(((1, first.in_channels, 64, 64), default)):
+            x = torch.rand(guess)
+            try:
+                with torch.no_grad(), quiet():
+                    model(x)
+                return x
+            except Exception:  # noqa: BLE001 - the model does not take this shape: the next guess
+                continue
+        return x
+    if shape is None and isinstance(first, nn.Linear):
         shape = (1, first.in_features)
     return None if shape is None else torch.rand(shape)
 
