@@ -363,3 +363,35 @@ def test_emit_checks_a_fixed_size_model_at_the_default_input_shape(write, qlint,
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "patchlib", "patchlib.PatchNet()"), emitted, (1, 3, 224, 224))
     assert eager_flow(emitted, (1, 3, 224, 224)) > 15
+
+
+SAME_PADDING = """
+from torch import nn
+
+
+class Mixer(nn.Module):
+    def __init__(self, dim: int = 8, kernel_size: int = 5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 2, stride=2)
+        self.depthwise = nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same")
+        self.pointwise = nn.Conv2d(dim, dim, 1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.pointwise(self.relu(self.depthwise(self.stem(x))))
+"""
+
+
+def test_emit_writes_same_padding_as_numbers(write, qlint, tmp_path):
+    """timm's convmixer builds its convs with `padding="same"`: the emitted model failed at convert
+    (`quantized::conv2d_prepack() Expected a value of type 'List[int]' for argument 'padding'`)."""
+    write("mixlib.py", SAME_PADDING)
+    path = write("mixer_like.py", "# qlint: input-shape = 1x3x16x16\nimport mixlib\n\n\ndef build_model():\n"
+                 "    return mixlib.Mixer()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    emitted = load(out, "build_model()")
+    assert emitted.depthwise.padding == (2, 2)
+    assert _same_float_output(_original(tmp_path, "mixlib", "mixlib.Mixer()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

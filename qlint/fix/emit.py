@@ -9,7 +9,9 @@
 4. run the fix loop on that file (safe fixes: stubs, FloatFunctional, distinct modules,
    ``fuse_model()``; with ``unsafe`` also the unsafe ones), so the result is what ``qlint check --fix``
    would make of the code;
-5. check that the emitted model loads the original model's state_dict (strict) and gives the same
+5. what the fix loop leaves and ``build_model()`` can still repair: layers QL105 reports run in float (hooks), and
+   a ``padding="same"`` that quantized convs do not take is written as numbers;
+6. check that the emitted model loads the original model's state_dict (strict) and gives the same
    float output (only that it runs, with ``unsafe``: its numerics changed), then write it atomically.
 """
 
@@ -83,9 +85,10 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
                             input_shape=settings.input_shape)  # fmt: skip
     outcome = fix_text(out, text, fix_settings, unsafe=unsafe)
     text, islands = with_float_islands(outcome.text, model, outcome.remaining)
+    text, paddings = with_explicit_padding(text, model)
     _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
     write_atomic(out, text)
-    return spec.name, outcome.fixed + rewrites + islands
+    return spec.name, outcome.fixed + rewrites + islands + paddings
 
 
 FLOAT_ISLANDS = '''
@@ -131,26 +134,64 @@ def with_float_islands(text: str, model, remaining) -> tuple[str, int]:
         if leaf and not isinstance(module, (nn.RNNBase, nn.MultiheadAttention)) and type(module) not in kinds:
             kinds.append(type(module))
     names = [f"nn.{k.__name__}" if k.__module__.startswith("torch.nn.modules") else k.__name__ for k in kinds]
+    if not names:
+        return text, 0
+    imports = (("torch", "import torch"), ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
+               ("QuantStub", "from torch.ao.quantization import QuantStub"))  # fmt: skip
+    build = _wrapped_build(text, "float_islands", names, FLOAT_ISLANDS, imports)
+    return build, len(kinds) if build != text else 0
+
+
+EXPLICIT_PADDING = '''
+def explicit_padding(model: nn.Module) -> nn.Module:
+    """A quantized conv takes its padding only as numbers: the convs built with `padding="same"` that pad both
+    sides alike (odd kernels) get those numbers, which give the same outputs."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd) and module.padding == "same":
+            module.padding = tuple(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
+    return model
+'''
+
+
+def with_explicit_padding(text: str, model) -> tuple[str, int]:
+    """Convs built with ``padding="same"`` (timm's ConvMixer): ``convert`` fails on them (``conv2d_prepack`` takes a
+    list of ints). Where "same" is symmetric, ``build_model()`` writes it as numbers; (text, convs rewritten). An
+    asymmetric "same" (even kernel) is left as it is."""
+    import torch.nn as nn
+
+    count = sum(
+        1
+        for m in model.modules()
+        if isinstance(m, nn.modules.conv._ConvNd) and m.padding == "same" and m.padding_mode == "zeros"
+        and all(d * (k - 1) % 2 == 0 for d, k in zip(m.dilation, m.kernel_size, strict=True))
+    )  # fmt: skip
+    if not count:
+        return text, 0
+    build = _wrapped_build(text, "explicit_padding", [], EXPLICIT_PADDING, ())
+    return build, count if build != text else 0
+
+
+def _wrapped_build(text: str, helper: str, extra: list[str], definition: str, imports) -> str:
+    """``build_model()`` returning ``helper(<what it returned>, *extra)``, with ``definition`` placed before it and
+    the ``(bound name, import line)`` pairs of ``imports`` it needs added; ``text`` unchanged without a build_model."""
     start = text.rfind("\ndef build_model()")
     ret = text.find("\n    return ", start)
-    if not names or start < 0 or ret < 0:
-        return text, 0
+    if start < 0 or ret < 0:
+        return text
     call = text[ret + len("\n    return ") :].rstrip()
-    listed = "".join(f"\n        {name}," for name in names)
-    build = text[:ret] + f"\n    return float_islands(\n        {call},{listed}\n    )\n"
+    listed = "".join(f"\n        {name}," for name in extra)
+    build = text[:ret] + f"\n    return {helper}(\n        {call},{listed}\n    )\n"
     tree = ast.parse(text)
     bound = {a.asname or a.name for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
              for a in node.names}  # fmt: skip
-    imports = [line for name, line in (("torch", "import torch"),
-               ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
-               ("QuantStub", "from torch.ao.quantization import QuantStub")) if name not in bound]  # fmt: skip
-    build = build[: start + 1] + FLOAT_ISLANDS.strip("\n") + "\n\n\n" + build[start + 1 :]
-    if imports:
+    missing = [line for name, line in imports if name not in bound]
+    build = build[: start + 1] + definition.strip("\n") + "\n\n\n" + build[start + 1 :]
+    if missing:
         first = next(n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
         lines = build.splitlines(keepends=True)
-        lines[first.lineno - 1 : first.lineno - 1] = [line + "\n" for line in imports]
+        lines[first.lineno - 1 : first.lineno - 1] = [line + "\n" for line in missing]
         build = "".join(lines)
-    return build, len(kinds)
+    return build
 
 
 def _library_model(path: str, settings: Settings, expr: str | None):
