@@ -395,3 +395,49 @@ def test_emit_writes_same_padding_as_numbers(write, qlint, tmp_path):
     assert emitted.depthwise.padding == (2, 2)
     assert _same_float_output(_original(tmp_path, "mixlib", "mixlib.Mixer()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+REGISTRY_NORM = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerNorm2d(nn.LayerNorm):
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+_NORMS = {"layernorm2d": LayerNorm2d}
+
+
+def get_norm_layer(name):
+    return _NORMS[name]
+
+
+class Net(nn.Module):
+    def __init__(self, norm_layer: str = "layernorm2d"):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 2, stride=2)
+        self.norm = get_norm_layer(norm_layer)(8)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.head(self.norm(self.stem(x)))
+"""
+
+
+def test_emit_runs_a_library_layer_that_calls_a_function_with_no_quantized_kernel_in_float(write, qlint, tmp_path):
+    """timm's convnext builds `LayerNorm2d` through a registry (`get_norm_layer("layernorm2d")`), so the emitted model
+    holds the library's class, not the file's copy, and its `F.layer_norm` is out of the fix loop's reach: the
+    emitted model failed at its first int8 forward (`aten::native_batch_norm` on QuantizedCPU)."""
+    write("normlib.py", REGISTRY_NORM)
+    path = write("convnext_like.py", "# qlint: input-shape = 1x3x16x16\nimport normlib\n\n\ndef build_model():\n"
+                 "    return normlib.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "float_islands(" in out.read_text() and "LayerNorm2d,\n" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "normlib", "normlib.Net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

@@ -103,10 +103,14 @@ def _island_out(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.T
 def float_islands(model: nn.Module, *kinds: type) -> nn.Module:
     """Run the layers of these kinds in float (they have no quantized kernel): a DeQuantStub before and a
     QuantStub after each, as hooks, so the state_dict keys and the float outputs stay the original's.
-    A layer already in an island where it is called (`self.dequant_<name>` beside it) is left alone."""
+    A layer already in an island where it is called (`self.dequant_<name>` beside it) is left alone. A kind copied
+    into this file also matches the library's own class of that name (a library may build its layers through a
+    registry, not through this file's copy)."""
+    copied = {kind.__name__ for kind in kinds if kind.__module__ == __name__}
     for name, module in list(model.named_modules()):
         parent, _, attr = name.rpartition(".")
-        if type(module) in kinds and not hasattr(model.get_submodule(parent), f"dequant_{attr}"):
+        kind = type(module) in kinds or type(module).__name__ in copied
+        if kind and not hasattr(model.get_submodule(parent), f"dequant_{attr}"):
             module.island_dequant, module.island_quant = DeQuantStub(), QuantStub()
             module.register_forward_pre_hook(_island_in)
             module.register_forward_hook(_island_out)
@@ -124,13 +128,13 @@ def with_float_islands(text: str, model, remaining) -> tuple[str, int]:
 
     kinds: list[type] = []
     for diag in remaining:
-        if diag.code != "QL105" or not diag.module:
+        if diag.code != "QL105":
             continue
         try:
-            module = model.get_submodule(diag.module)
+            module = model.get_submodule(diag.module) if diag.module else _calling_layer(diag, model)
         except AttributeError:
             continue
-        leaf = next(module.children(), None) is None
+        leaf = module is not None and next(module.children(), None) is None
         if leaf and not isinstance(module, (nn.RNNBase, nn.MultiheadAttention)) and type(module) not in kinds:
             kinds.append(type(module))
     names = [f"nn.{k.__name__}" if k.__module__.startswith("torch.nn.modules") else k.__name__ for k in kinds]
@@ -169,6 +173,25 @@ def with_explicit_padding(text: str, model) -> tuple[str, int]:
         return text, 0
     build = _wrapped_build(text, "explicit_padding", [], EXPLICIT_PADDING, ())
     return build, count if build != text else 0
+
+
+def _calling_layer(diag, model):
+    """A leaf layer of ``model`` whose class's code makes the call QL105 reports with no module (a function inside a
+    library layer's forward: timm's ``LayerNorm2d`` calling ``F.layer_norm``, found by the traceback's frames)."""
+    sites = [diag.span, *(r.span for r in diag.related)]
+    for module in model.modules():
+        if next(module.children(), None) is not None:
+            continue
+        try:
+            lines, start = inspect.getsourcelines(type(module))
+            path = os.path.abspath(inspect.getsourcefile(type(module)) or "")
+        except (OSError, TypeError):
+            continue
+        for site in sites:
+            same = path == os.path.abspath(site.path) or path.endswith(os.sep + site.path.lstrip(os.sep))
+            if same and start <= site.line < start + len(lines):
+                return module
+    return None
 
 
 def _wrapped_build(text: str, helper: str, extra: list[str], definition: str, imports) -> str:
