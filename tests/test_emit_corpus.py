@@ -441,3 +441,21 @@ def test_emit_runs_a_library_layer_that_calls_a_function_with_no_quantized_kerne
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "normlib", "normlib.Net()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+def test_emit_quantizes_the_parts_of_a_model_whose_own_forward_does_not_trace(write, qlint, tmp_path):
+    """ssdlite320_mobilenet_v3_large, timm's cpubone_nano: the root's forward does not trace, so no stub can go in it,
+    and the emitted model failed at its first int8 forward (`quantized::conv2d.new` on CPU: a float tensor reaching
+    a quantized conv). Each part qlint checks instead, and each swapped layer the root calls itself, now quantizes
+    its own inputs and dequantizes its outputs."""
+    write("detlib.py", UNTRACEABLE_ROOT)
+    path = write("ssd_like.py", "# qlint: input-shape = 1x3x16x16\nimport detlib\n\n\ndef build_model():\n"
+                 "    return detlib.Detector()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    parts = 'return quantized_parts(\n        Detector(),\n        "backbone",\n        "head",\n    )'
+    assert parts in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "detlib", "detlib.Detector()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

@@ -9,8 +9,9 @@
 4. run the fix loop on that file (safe fixes: stubs, FloatFunctional, distinct modules,
    ``fuse_model()``; with ``unsafe`` also the unsafe ones), so the result is what ``qlint check --fix``
    would make of the code;
-5. what the fix loop leaves and ``build_model()`` can still repair: layers QL105 reports run in float (hooks), and
-   a ``padding="same"`` that quantized convs do not take is written as numbers;
+5. what the fix loop leaves and ``build_model()`` can still repair: layers QL105 reports run in float (hooks), a
+   ``padding="same"`` that quantized convs do not take is written as numbers, and a model whose own forward does
+   not trace quantizes each of its parts on its own (hooks);
 6. check that the emitted model loads the original model's state_dict (strict) and gives the same
    float output (only that it runs, with ``unsafe``: its numerics changed), then write it atomically.
 """
@@ -86,9 +87,10 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
     outcome = fix_text(out, text, fix_settings, unsafe=unsafe)
     text, islands = with_float_islands(outcome.text, model, outcome.remaining)
     text, paddings = with_explicit_padding(text, model)
+    text, parts = with_quantized_parts(text, model, outcome.remaining)
     _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
     write_atomic(out, text)
-    return spec.name, outcome.fixed + rewrites + islands + paddings
+    return spec.name, outcome.fixed + rewrites + islands + paddings + parts
 
 
 FLOAT_ISLANDS = '''
@@ -173,6 +175,65 @@ def with_explicit_padding(text: str, model) -> tuple[str, int]:
         return text, 0
     build = _wrapped_build(text, "explicit_padding", [], EXPLICIT_PADDING, ())
     return build, count if build != text else 0
+
+
+QUANTIZED_PARTS = '''
+def _part_in(stubs: nn.ModuleDict, module: nn.Module, args: tuple) -> tuple:
+    return tuple(stubs.quant(a) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+
+def _part_out(stubs: nn.ModuleDict, module: nn.Module, args: tuple, output):
+    if isinstance(output, torch.Tensor):
+        return stubs.dequant(output) if output.is_quantized else output
+    if type(output) in (tuple, list):
+        return type(output)(_part_out(stubs, module, args, o) for o in output)
+    if type(output) is dict:
+        return {k: _part_out(stubs, module, args, v) for k, v in output.items()}
+    return output
+
+
+def quantized_parts(model: nn.Module, *names: str) -> nn.Module:
+    """The model's own code does not trace, so it cannot get stubs: each of these parts (the ones qlint checks
+    instead) quantizes its float inputs (a QuantStub) and dequantizes its outputs (a DeQuantStub), as hooks; the
+    stubs live in `model.part_stubs` (they hold no state: the state_dict loads, the float outputs stay the same)."""
+    model.part_stubs = nn.ModuleDict()
+    for name in names:
+        stubs = nn.ModuleDict({"quant": QuantStub(), "dequant": DeQuantStub()})
+        model.part_stubs[name.replace(".", "__")] = stubs
+        part = model.get_submodule(name)
+        part.register_forward_pre_hook(partial(_part_in, stubs))
+        part.register_forward_hook(partial(_part_out, stubs))
+    return model
+'''
+
+
+def with_quantized_parts(text: str, model, remaining) -> tuple[str, int]:
+    """A model whose own forward does not trace (QL002: torchvision's detection models, timm's ByobNet) keeps QL101
+    in the parts qlint checked instead, since no stub can go in its forward: ``build_model()`` quantizes each such
+    part on its own (``quantized_parts``); (text, parts)."""
+    import torch.nn as nn
+    from torch.ao.quantization import DeQuantStub, QuantStub
+    from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
+
+    from qlint.model.check import CheckedParts
+
+    found = [d.data.names for d in remaining if isinstance(d.data, CheckedParts)]
+    if not found or isinstance(model, nn.Sequential):
+        return text, 0
+    checked = found[0]
+    float_in = [d.module for d in remaining if d.code == "QL101" and d.module]
+    names = [p for p in checked if any(m == p or m.startswith(p + ".") for m in float_in)]
+    # a layer `convert` swaps, called by the untraceable code itself (no part holds it): float in, as for a part
+    swapped = set(get_default_static_quant_module_mappings()) - {QuantStub, DeQuantStub}
+    names += [n for n, m in model.named_modules() if n and type(m) in swapped
+              and not any(n == p or n.startswith(p + ".") for p in checked)]  # fmt: skip
+    if not names:
+        return text, 0
+    imports = (("torch", "import torch"), ("partial", "from functools import partial"),
+               ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
+               ("QuantStub", "from torch.ao.quantization import QuantStub"))  # fmt: skip
+    build = _wrapped_build(text, "quantized_parts", [f'"{n}"' for n in names], QUANTIZED_PARTS, imports)
+    return build, len(names) if build != text else 0
 
 
 def _calling_layer(diag, model):

@@ -17,6 +17,14 @@ from qlint.source.file import SourceFile
 MAX_SUBROOTS = 12
 
 
+@dataclass(frozen=True)
+class CheckedParts:
+    """QL002's facts: the submodules the graph rules checked instead of the untraceable model (``emit`` quantizes
+    each of them on its own)."""
+
+    names: tuple[str, ...]
+
+
 @dataclass
 class CheckedModel:
     """A root model of the file with its QGraphs (the root's own first, when it traced)."""
@@ -86,6 +94,7 @@ def analyses(spec, model, settings: Settings, checked: tuple[str, ...], found: l
                 span,
                 related=related,
                 model=spec.name,
+                data=CheckedParts(tuple(q.prefix for q in subgraphs)),
             )
         )
         return subgraphs
