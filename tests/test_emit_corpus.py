@@ -459,3 +459,59 @@ def test_emit_quantizes_the_parts_of_a_model_whose_own_forward_does_not_trace(wr
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "detlib", "detlib.Detector()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+DATACLASS_CONFIG = """
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BlockCfg:
+    type: str = "basic"
+    c: int = 8
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    blocks: tuple = (BlockCfg(),)
+    stem_chs: int = 4
+    act_kwargs: dict = field(default_factory=dict)
+
+
+class Net(nn.Module):
+    def __init__(self, cfg: ModelCfg):
+        super().__init__()
+        self.stem = nn.Conv2d(3, cfg.stem_chs, 3, padding=1)
+        chs = [cfg.stem_chs] + [b.c for b in cfg.blocks]
+        self.blocks = nn.Sequential(*[nn.Conv2d(i, o, 3, padding=1) for i, o in zip(chs, chs[1:])])
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.blocks(self.stem(x)))
+
+
+_CONFIGS = {"gernet": ModelCfg(blocks=(BlockCfg(c=6), BlockCfg(type="bottle", c=8)), act_kwargs={"inplace": True})}
+
+
+def gernet_like():
+    return Net(_CONFIGS["gernet"])  # built when the library was imported, as timm's model_cfgs are
+"""
+
+
+def test_emit_writes_a_dataclass_config_argument(write, qlint, tmp_path):
+    """timm's byobnet/cspnet models (gernet_s, halonet_h1, darknet17) take a config dataclass: emit refused them
+    ("cannot write the constructor argument ByoModelCfg(...) as code")."""
+    write("cfglib.py", DATACLASS_CONFIG)
+    path = write("gernet_like.py", "# qlint: input-shape = 1x3x16x16\nimport cfglib\n\n\ndef build_model():\n"
+                 "    return cfglib.gernet_like()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    assert "ModelCfg(blocks=(BlockCfg(type='basic', c=6), BlockCfg(type='bottle', c=8)), stem_chs=4" in text
+    assert "from cfglib import BlockCfg, ModelCfg" in text
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "cfglib", "cfglib.gernet_like()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

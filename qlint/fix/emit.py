@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import functools
 import inspect
 import os
@@ -566,6 +567,10 @@ def _value(value, owner: type, code: _Code, wanted: list[type]) -> str:
     torch_module = _torch_module(value, code, wanted)
     if torch_module is not None:
         return torch_module
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # timm's ByoModelCfg, CspModelCfg
+        fields = [f"{f.name}={_value(getattr(value, f.name), None, code, wanted)}"
+                  for f in dataclasses.fields(value) if f.init]  # fmt: skip
+        return f"{_type_name(type(value), code, wanted)}({', '.join(fields)})"
     recorded = getattr(value, "__dict__", {}).get("__qlint_ctor__")
     if recorded is not None:
         if type(value) not in wanted:
