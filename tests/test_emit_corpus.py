@@ -515,3 +515,58 @@ def test_emit_writes_a_dataclass_config_argument(write, qlint, tmp_path):
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "cfglib", "cfglib.gernet_like()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+DENSE_BLOCK = """
+import torch
+from torch import nn
+
+
+class DenseLayer(nn.Module):
+    def __init__(self, cin: int, growth: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, growth, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, features):
+        return self.relu(self.conv(torch.cat(features, 1)))
+
+
+class DenseBlock(nn.ModuleDict):
+    def __init__(self, cin: int = 4, growth: int = 4, layers: int = 2):
+        super().__init__()
+        for i in range(layers):
+            self.add_module(f"layer{i}", DenseLayer(cin + i * growth, growth))
+
+    def forward(self, x):
+        features = [x]
+        for name, layer in self.items():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.block = DenseBlock()
+
+    def forward(self, x):
+        return self.block(self.stem(x))
+"""
+
+
+def test_emit_declares_no_floatfunctional_in_a_module_container_subclass(write, qlint, tmp_path):
+    """timm's densenet121: `DenseBlock(nn.ModuleDict)` concatenates with `torch.cat`; the QL104 fix declared
+    `self.cat = FloatFunctional()` in it, its forward then ran every child, and the emitted model failed its check
+    ("FloatFunctional is not intended to use the 'forward' method")."""
+    write("denselib.py", DENSE_BLOCK)
+    path = write("densenet_like.py", "# qlint: input-shape = 1x3x16x16\nimport denselib\n\n\ndef build_model():\n"
+                 "    return denselib.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    emitted = load(out, "build_model()")
+    assert not any(isinstance(m, torch.ao.nn.quantized.FloatFunctional) for m in emitted.block.children())
+    assert _same_float_output(_original(tmp_path, "denselib", "denselib.Net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

@@ -71,7 +71,9 @@ class FloatOpOnQuantized(Rule):
     the fix adds one attribute per call site in `__init__` and rewrites the call. In float,
     `FloatFunctional.add(a, b)` is `a + b` and holds no state. Unsafe for `x += y` on a function
     parameter (the caller could see the in-place update). Other ops (`/`, `-`, `torch.bmm`) get
-    no fix: keep them in a float island by hand (`DeQuantStub` before, `QuantStub` after).
+    no fix: keep them in a float island by hand (`DeQuantStub` before, `QuantStub` after). No fix
+    in a subclass of `nn.Sequential`/`ModuleList`/`ModuleDict`: its forward runs its children in
+    turn, and would call the new attribute as a layer.
 
     ## References
     - [`torch.ao.nn.quantized.FloatFunctional`](https://pytorch.org/docs/stable/generated/torch.ao.nn.quantized.FloatFunctional.html)
@@ -178,7 +180,9 @@ class SilentQparamsCat(Rule):
 
     ## Fix safety
     Safe: the fix adds a `FloatFunctional` attribute in `__init__` and rewrites the call to
-    its `cat`. In float, `FloatFunctional.cat` is `torch.cat`.
+    its `cat`. In float, `FloatFunctional.cat` is `torch.cat`. No fix in a subclass of
+    `nn.Sequential`/`ModuleList`/`ModuleDict` (timm's DenseNet `DenseBlock`): its forward runs its
+    children in turn, and would call the new attribute as a layer.
 
     ## References
     - [pytorch/pytorch#46604](https://github.com/pytorch/pytorch/issues/46604) (`torch.cat` on quantized tensors uses the first input's qparams)
@@ -593,11 +597,28 @@ def _site(ctx: FileContext, index: int, diag: Diagnostic) -> _Site | None:
     site.cls = file.enclosing_class(site.replace)
     if site.cls is None or file.enclosing_function(site.replace) is None or "__init__" not in methods(site.cls):
         return None
+    if _iterates_its_children(ctx, diag, site.cls):
+        return None
     if site.method in ("add", "mul") and site.args is not None:
         _scalar(ctx, site)
         if site.method == "add":
             _add_relu(ctx, site)
     return site
+
+
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _iterates_its_children(ctx: FileContext, diag: Diagnostic, cls: cst.ClassDef) -> bool:
+    """A subclass of ``nn.Sequential``/``ModuleList``/``ModuleDict`` (timm's DenseNet ``DenseBlock``): its forward
+    runs its children in turn, so a FloatFunctional child would be called as a layer; no fix."""
+    import torch.nn as nn
+
+    if any((get_full_name_for_node(base.value) or "").rsplit(".", 1)[-1] in CONTAINERS for base in cls.bases):
+        return True
+    info = ctx.model_for(diag)
+    kinds = {type(m) for m in info.model.modules()} if info is not None else set()
+    return any(issubclass(k, (nn.Sequential, nn.ModuleList, nn.ModuleDict)) and ctx.class_node(k) is cls for k in kinds)
 
 
 def _plain_args(call: cst.Call, count: int) -> bool:
