@@ -570,3 +570,54 @@ def test_emit_declares_no_floatfunctional_in_a_module_container_subclass(write, 
     assert not any(isinstance(m, torch.ao.nn.quantized.FloatFunctional) for m in emitted.block.children())
     assert _same_float_output(_original(tmp_path, "denselib", "denselib.Net()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+NORM_ACT = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    '''timm's norm + activation in one layer: `F.batch_norm` in its own forward, then its `act` child.'''
+
+    def __init__(self, num_features: int):
+        super().__init__(num_features)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.1, self.eps)
+        return self.act(x)
+
+
+_NORM_ACTS = {"batchnorm": BatchNormAct2d}
+
+
+def get_norm_act_layer(name):
+    return _NORM_ACTS[name]
+
+
+class Net(nn.Module):
+    def __init__(self, norm_act: str = "batchnorm"):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), get_norm_act_layer(norm_act)(8))
+        self.head = nn.Sequential(nn.Conv2d(8, 8, 1), nn.SiLU(), nn.Conv2d(8, 4, 1))
+
+    def forward(self, x):
+        return self.head(self.stem(x))
+"""
+
+
+def test_emit_runs_a_norm_act_layer_in_float(write, qlint, tmp_path):
+    """timm's cspnext_tiny/davit_tiny: `BatchNormAct2d`, built through a registry, calls `F.batch_norm` in its own
+    forward and has an activation child; only leaf layers got float islands, and the emitted model failed at its
+    first int8 forward (`aten::native_batch_norm` on QuantizedCPU)."""
+    write("normactlib.py", NORM_ACT)
+    path = write("cspnext_like.py", "# qlint: input-shape = 1x3x16x16\nimport normactlib\n\n\ndef build_model():\n"
+                 "    return normactlib.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "BatchNormAct2d,\n" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "normactlib", "normactlib.Net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

@@ -106,14 +106,17 @@ def _island_out(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.T
 def float_islands(model: nn.Module, *kinds: type) -> nn.Module:
     """Run the layers of these kinds in float (they have no quantized kernel): a DeQuantStub before and a
     QuantStub after each, as hooks, so the state_dict keys and the float outputs stay the original's.
-    A layer already in an island where it is called (`self.dequant_<name>` beside it) is left alone. A kind copied
-    into this file also matches the library's own class of that name (a library may build its layers through a
-    registry, not through this file's copy)."""
+    A layer already in an island where it is called (`self.dequant_<name>` beside it), or inside another island, is
+    left alone. A kind copied into this file also matches the library's own class of that name (a library may
+    build its layers through a registry, not through this file's copy)."""
     copied = {kind.__name__ for kind in kinds if kind.__module__ == __name__}
+    islands: list[str] = []
     for name, module in list(model.named_modules()):
         parent, _, attr = name.rpartition(".")
         kind = type(module) in kinds or type(module).__name__ in copied
-        if kind and not hasattr(model.get_submodule(parent), f"dequant_{attr}"):
+        inside = any(name.startswith(f"{island}.") for island in islands)  # already float
+        if kind and not inside and not hasattr(model.get_submodule(parent), f"dequant_{attr}"):
+            islands.append(name)
             module.island_dequant, module.island_quant = DeQuantStub(), QuantStub()
             module.register_forward_pre_hook(_island_in)
             module.register_forward_hook(_island_out)
@@ -125,10 +128,9 @@ def with_float_islands(text: str, model, remaining) -> tuple[str, int]:
     """QL105 on a layer the fix loop could not wrap at a call site (a layer inside an ``nn.Sequential``, built by
     ``activation_layer()``): ``build_model()`` runs every layer of that kind in float; (text, kinds wrapped).
 
-    Only leaf layers with one tensor output. qlint reports one layer per source line, so every layer of the
-    kind is wrapped; the stubs hold no state (the state_dict loads) and are the identity before ``convert``."""
-    import torch.nn as nn
-
+    Only layers with one tensor output and nothing inside that ``convert`` swaps (timm's ``BatchNormAct2d`` calls
+    ``F.batch_norm``, then its activation). qlint reports one layer per source line, so every layer of the kind
+    is wrapped; the stubs hold no state (the state_dict loads) and are the identity before ``convert``."""
     kinds: list[type] = []
     for diag in remaining:
         if diag.code != "QL105":
@@ -137,8 +139,7 @@ def with_float_islands(text: str, model, remaining) -> tuple[str, int]:
             module = model.get_submodule(diag.module) if diag.module else _calling_layer(diag, model)
         except AttributeError:
             continue
-        leaf = module is not None and next(module.children(), None) is None
-        if leaf and not isinstance(module, (nn.RNNBase, nn.MultiheadAttention)) and type(module) not in kinds:
+        if module is not None and _floatable(module) and type(module) not in kinds:
             kinds.append(type(module))
     names = [f"nn.{k.__name__}" if k.__module__.startswith("torch.nn.modules") else k.__name__ for k in kinds]
     if not names:
@@ -237,13 +238,23 @@ def with_quantized_parts(text: str, model, remaining) -> tuple[str, int]:
     return build, len(names) if build != text else 0
 
 
+def _floatable(module) -> bool:
+    """A layer that can run in float between stubs (hooks): not recurrent or attention (several outputs), not a
+    container (its forward would run the stubs), and nothing inside it that ``convert`` swaps."""
+    import torch.nn as nn
+    from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
+
+    if isinstance(module, (nn.RNNBase, nn.MultiheadAttention, nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        return False
+    swapped = get_default_static_quant_module_mappings()
+    return not any(type(m) in swapped for m in list(module.modules())[1:])
+
+
 def _calling_layer(diag, model):
-    """A leaf layer of ``model`` whose class's code makes the call QL105 reports with no module (a function inside a
-    library layer's forward: timm's ``LayerNorm2d`` calling ``F.layer_norm``, found by the traceback's frames)."""
+    """A layer of ``model`` whose class's code makes the call QL105 reports with no module (a function in a library
+    layer's forward: timm's ``LayerNorm2d`` calling ``F.layer_norm``, found by the traceback's frames)."""
     sites = [diag.span, *(r.span for r in diag.related)]
     for module in model.modules():
-        if next(module.children(), None) is not None:
-            continue
         try:
             lines, start = inspect.getsourcelines(type(module))
             path = os.path.abspath(inspect.getsourcefile(type(module)) or "")
