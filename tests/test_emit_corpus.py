@@ -621,3 +621,40 @@ def test_emit_runs_a_norm_act_layer_in_float(write, qlint, tmp_path):
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "normactlib", "normactlib.Net()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+FLOAT_OPERAND = """
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(3, dim, 3, padding=1)
+        self.pos_embed = nn.Parameter(torch.rand(1, dim, 1, 1))
+        self.gamma = nn.Parameter(torch.rand(dim))
+        self.proj = nn.Conv2d(dim, 4, 1)
+
+    def forward(self, x):
+        x = self.conv(x) + self.pos_embed
+        x = x * self.gamma.reshape(1, -1, 1, 1)
+        return self.proj(x)
+"""
+
+
+def test_emit_quantizes_a_float_operand_of_a_floatfunctional(write, qlint, tmp_path):
+    """timm's convnext (`x.mul(self.gamma.reshape(...))`), beit and csatv2: QL103's fix made `self.mul.mul(x, <a float
+    parameter>)`, and the emitted model failed at its first int8 forward (`Mul operands should have same data type`,
+    `aten::qscheme` on CPU). The float operand now goes through a QuantStub of its own."""
+    write("scalelib.py", FLOAT_OPERAND)
+    path = write("convnext_like.py", "# qlint: input-shape = 1x3x16x16\nimport scalelib\n\n\ndef build_model():\n"
+                 "    return scalelib.Block()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    assert "self.mul.mul(x, self.quant_mul(self.gamma.reshape(1, -1, 1, 1)))" in text
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "scalelib", "scalelib.Block()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

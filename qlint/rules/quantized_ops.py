@@ -24,7 +24,7 @@ from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, shared
 from qlint.rules.float_islands import FloatIsland, first_arg_only, float_island_fixes
 from qlint.source.edit import attribute_assignments, free_name, methods, parameters
-from qlint.source.idioms import FLOAT_FUNCTIONAL, declare, spelled
+from qlint.source.idioms import FLOAT_FUNCTIONAL, declare, spelled, stub_names
 from qlint.source.index import self_attributes
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class QuantizedOp:
     """What QL103/QL104/QL105 hand their fix: the op as shown (``\`+=\```, ``torch.cat``, ``.add()``)."""
 
     op: str
+    float_operands: tuple[int, ...] = ()  # QL103: operands (0: left, 1: right) that are float tensors
 
 
 class FloatOpOnQuantized(Rule):
@@ -69,7 +70,9 @@ class FloatOpOnQuantized(Rule):
     Safe when a `FloatFunctional` method exists for the op (`+`, `+=`, `*`, `@`, `torch.add`,
     `torch.mul`, `torch.matmul` and their method forms, an add followed by a ReLU as `add_relu`):
     the fix adds one attribute per call site in `__init__` and rewrites the call. In float,
-    `FloatFunctional.add(a, b)` is `a + b` and holds no state. Unsafe for `x += y` on a function
+    `FloatFunctional.add(a, b)` is `a + b` and holds no state. An operand that is a float tensor (a
+    parameter: `x * self.gamma`) goes through a QuantStub of its own, since the converted
+    FloatFunctional takes two quantized tensors; before `convert` the stub is the identity. Unsafe for `x += y` on a function
     parameter (the caller could see the in-place update). Other ops (`/`, `-`, `torch.bmm`) get
     no fix: keep them in a float island by hand (`DeQuantStub` before, `QuantStub` after). No fix
     in a subclass of `nn.Sequential`/`ModuleList`/`ModuleDict`: its forward runs its children in
@@ -408,6 +411,17 @@ def _augmented(text: str) -> str | None:
     return f"`{match.group(1)}=`" if match else None
 
 
+def _float_operands(qg: QGraph, name: str) -> tuple[int, ...]:
+    """The positions of the op's two operands that are float tensors (a parameter, `torch.ones(...)`): a
+    FloatFunctional takes two quantized tensors, so its fix quantizes those with a QuantStub."""
+    import torch.fx as fx
+
+    from qlint.model.analysis import Kind
+
+    args = qg.fx_nodes[name].args[:2]
+    return tuple(i for i, a in enumerate(args) if isinstance(a, fx.Node) and qg.facts(a.name).kind == Kind.FLOAT)
+
+
 def _name(facts) -> str:
     return facts.module_type.__name__ if facts.module_type else str(facts.target)
 
@@ -454,7 +468,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} on a quantized tensor has no quantized kernel (QuantizedCPU): "
                     "use a FloatFunctional declared in __init__ (e.g. `self.skip_add.add(a, b)`)",
                     name,
-                    data=QuantizedOp(what),
+                    data=QuantizedOp(what, _float_operands(qg, name)),
                 )
             elif facts.quantized_support is False:
                 yield qg.diagnostic(
@@ -498,6 +512,7 @@ class _Site:
     assign_to: str | None = None  # "t = ..." (augmented assignment / add-relu)
     until: cst.CSTNode | None = None  # add-relu: the ReLU statement, replaced too
     unsafe: bool = False
+    float_operands: tuple[int, ...] = ()  # positions in ``args`` of float tensors (quantized by a QuantStub)
 
 
 def functional_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
@@ -512,11 +527,20 @@ def functional_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         group.sort(key=lambda s: ctx.file.start(s.replace))
         for site in group:
             name = free_name(_NAMES[site.method], taken)
-            declaration = declare(ctx, site.cls, [f"self.{name} = {ff}()"])
+            lines, stub_edits = [f"self.{name} = {ff}()"], []
+            if site.float_operands and site.args is not None:
+                quant, _, stub_edits = stub_names(ctx, need_quant=True, need_dequant=False)
+                args = list(site.args)
+                for i in site.float_operands:
+                    stub = free_name(f"quant_{name}", taken)
+                    lines.append(f"self.{stub} = {quant}()")
+                    args[i] = f"self.{stub}({args[i]})"
+                site.args = (args[0], args[1])
+            declaration = declare(ctx, site.cls, lines)
             if declaration is None:
                 continue
             call = f"self.{name}.{site.method}"
-            edits = [declaration, *import_edits, _replacement(ctx, site, call)]
+            edits = [declaration, *import_edits, *stub_edits, _replacement(ctx, site, call)]
             what = f"`self.{name}.{site.method}(...)`"
             out[site.index] = Fix(
                 Applicability.UNSAFE if site.unsafe else Applicability.SAFE,
@@ -599,6 +623,8 @@ def _site(ctx: FileContext, index: int, diag: Diagnostic) -> _Site | None:
         return None
     if _iterates_its_children(ctx, diag, site.cls):
         return None
+    if isinstance(diag.data, QuantizedOp) and site.args is not None:
+        site.float_operands = diag.data.float_operands
     if site.method in ("add", "mul") and site.args is not None:
         _scalar(ctx, site)
         if site.method == "add":
@@ -650,6 +676,7 @@ def _scalar(ctx: FileContext, site: _Site) -> None:
         site.method = f"{site.method}_scalar"
     elif _is_number(left) and site.assign_to is None:
         site.method, site.args = f"{site.method}_scalar", (right, left)
+        site.float_operands = tuple(1 - i for i in site.float_operands)
 
 
 def _add_relu(ctx: FileContext, site: _Site) -> None:
