@@ -276,6 +276,7 @@ def test_emit_records_a_model_class_without_its_own_init(write, qlint, tmp_path)
 
 
 UNTRACEABLE_ROOT = """
+import torch
 from torch import nn
 
 
@@ -296,17 +297,27 @@ class Backbone(nn.Module):
         return self.features(x)
 
 
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(8, 4, 1), nn.Conv2d(4, 4, 1)])
+
+    def forward(self, features: list):
+        return torch.cat([conv(f) for conv, f in zip(self.convs, features)], 1)
+
+
 class Detector(nn.Module):
     def __init__(self):
         super().__init__()
         self.backbone = Backbone()
         self.head = nn.Conv2d(8, 4, 1)
+        self.multi_head = Head()
 
     def forward(self, x):
         features = self.backbone(x)
-        if features.sum() > 0:  # data-dependent: fx cannot trace the root, qlint checks `backbone` alone
+        if features.shape[-1] > 64:  # data-dependent: fx cannot trace the root, qlint checks its parts instead
             return self.head(features)
-        return features
+        return self.multi_head([features, self.head(features)])  # a list of feature maps, as SSD's head takes
 """
 
 
@@ -454,7 +465,7 @@ def test_emit_quantizes_the_parts_of_a_model_whose_own_forward_does_not_trace(wr
     out = tmp_path / "emitted.py"
     code, _, err = qlint("emit", path, "-o", out)
     assert (code, err) == (0, ""), err
-    parts = 'return quantized_parts(\n        Detector(),\n        "backbone",\n        "head",\n    )'
+    parts = '\n        Detector(),\n        "backbone",\n        "head",\n        "multi_head.convs.0",\n'
     assert parts in out.read_text()
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "detlib", "detlib.Detector()"), emitted, (1, 3, 16, 16))

@@ -180,8 +180,12 @@ def with_explicit_padding(text: str, model) -> tuple[str, int]:
 
 
 QUANTIZED_PARTS = '''
-def _part_in(stubs: nn.ModuleDict, module: nn.Module, args: tuple) -> tuple:
-    return tuple(stubs.quant(a) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+def _part_in(stubs: nn.ModuleDict, module: nn.Module, args):
+    if isinstance(args, torch.Tensor):
+        return stubs.quant(args) if args.is_floating_point() else args
+    if type(args) in (tuple, list):  # the arguments, and a list of feature maps among them
+        return type(args)(_part_in(stubs, module, a) for a in args)
+    return args
 
 
 def _part_out(stubs: nn.ModuleDict, module: nn.Module, args: tuple, output):
@@ -211,8 +215,8 @@ def quantized_parts(model: nn.Module, *names: str) -> nn.Module:
 
 def with_quantized_parts(text: str, model, remaining) -> tuple[str, int]:
     """A model whose own forward does not trace (QL002: torchvision's detection models, timm's ByobNet) keeps QL101
-    in the parts qlint checked instead, since no stub can go in its forward: ``build_model()`` quantizes each such
-    part on its own (``quantized_parts``); (text, parts)."""
+    in the parts qlint checked instead, since no stub can go in its forward: ``build_model()`` quantizes each part
+    on its own (``quantized_parts``); (text, parts)."""
     import torch.nn as nn
     from torch.ao.quantization import DeQuantStub, QuantStub
     from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
@@ -223,10 +227,12 @@ def with_quantized_parts(text: str, model, remaining) -> tuple[str, int]:
     if not found or isinstance(model, nn.Sequential):
         return text, 0
     checked = found[0]
-    float_in = [d.module for d in remaining if d.code == "QL101" and d.module]
-    names = [p for p in checked if any(m == p or m.startswith(p + ".") for m in float_in)]
-    # a layer `convert` swaps, called by the untraceable code itself (no part holds it): float in, as for a part
     swapped = set(get_default_static_quant_module_mappings()) - {QuantStub, DeQuantStub}
+    # every part gets float tensors from the untraceable code (QL101 is reported once per source line, so for one
+    # of the instances of a block class only): each part with a layer `convert` swaps, and no stub of its own
+    kinds = [{type(m) for m in model.get_submodule(p).modules()} for p in checked]
+    names = [p for p, k in zip(checked, kinds, strict=True) if k & swapped and QuantStub not in k]
+    # a layer `convert` swaps, called by the untraceable code itself (no part holds it): float in, as for a part
     names += [n for n, m in model.named_modules() if n and type(m) in swapped
               and not any(n == p or n.startswith(p + ".") for p in checked)]  # fmt: skip
     if not names:
