@@ -272,7 +272,6 @@ def test_emit_records_a_model_class_without_its_own_init(write, qlint, tmp_path)
     assert "return DeepLabLike(4)" in out.read_text()
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "deeplib", "deeplib.DeepLabLike(4)"), emitted, (1, 3, 16, 16))
-    # (its stubs are still missing: the QL101/QL102 fixes do not yet reach a forward inherited by the root class)
 
 
 UNTRACEABLE_ROOT = """
@@ -668,4 +667,19 @@ def test_emit_quantizes_a_float_operand_of_a_floatfunctional(write, qlint, tmp_p
     assert "self.mul.mul(x, self.quant_mul(self.gamma.reshape(1, -1, 1, 1)))" in text
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "scalelib", "scalelib.Block()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+def test_emit_puts_the_stubs_in_an_inherited_forward(write, qlint, tmp_path):
+    """deeplabv3_mobilenet_v3_large: the root class inherits `forward` from `_SimpleSegmentationModel`, QL101's fix
+    looked for a forward in the root class only, and the emitted model failed at its first int8 forward
+    (`quantized::conv2d.new` on CPU)."""
+    write("deeplib.py", INHERITED_INIT)
+    path = write("deeplab_like.py", "# qlint: input-shape = 1x3x16x16\nimport deeplib\n\n\ndef build_model():\n"
+                 "    return deeplib.DeepLabLike(4)\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "deeplib", "deeplib.DeepLabLike(4)"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
