@@ -683,3 +683,40 @@ def test_emit_puts_the_stubs_in_an_inherited_forward(write, qlint, tmp_path):
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "deeplib", "deeplib.DeepLabLike(4)"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+DEFAULT_FUNCTION = """
+from torch import nn
+
+
+def update_kwargs(kwargs: dict) -> dict:
+    return kwargs
+
+
+def create_stages(chs: int, kwargs_fn=update_kwargs):
+    return nn.Sequential(nn.Conv2d(3, chs, 3, padding=1), nn.ReLU(**kwargs_fn({})))
+
+
+class Net(nn.Module):
+    def __init__(self, chs: int = 8):
+        super().__init__()
+        self.stages = create_stages(chs)
+        self.head = nn.Conv2d(chs, 4, 1)
+
+    def forward(self, x):
+        return self.head(self.stages(x))
+"""
+
+
+def test_emit_defines_a_helper_before_a_default_argument_reads_it(write, qlint, tmp_path):
+    """timm's byobnet (gernet_s, halonet_h1): `create_byob_stages(..., block_kwargs_fn=update_block_kwargs)` was
+    copied before `update_block_kwargs`, and the emitted file raised NameError when it was imported."""
+    write("stagelib.py", DEFAULT_FUNCTION)
+    path = write("byob_like.py", "# qlint: input-shape = 1x3x16x16\nimport stagelib\n\n\ndef build_model():\n"
+                 "    return stagelib.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "stagelib", "stagelib.Net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

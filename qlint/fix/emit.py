@@ -51,6 +51,7 @@ class _Code:
     functions: list[object] = field(default_factory=list)
     classes: list[type] = field(default_factory=list)
     aliases: dict[str, type] = field(default_factory=dict)  # ``SElayer = SqueezeExcitation``
+    visiting: set = field(default_factory=set)  # functions whose names are being resolved
 
 
 SPLIT_NOTE = """
@@ -662,9 +663,10 @@ def _resolve_names(source: str, module, code: _Code, wanted: list[type], local: 
                 f"import {obj.__name__}" if obj.__name__ == name else f"import {obj.__name__} as {name}"
             )
         elif isinstance(obj, types.FunctionType) and obj.__module__ == module.__name__ and not name.startswith("__"):
-            if obj not in code.functions:
-                code.functions.append(obj)
+            if obj not in code.functions and obj not in code.visiting:
+                code.visiting.add(obj)  # the helpers it reads go first (a default argument is read when defined)
                 _resolve_names(textwrap.dedent(inspect.getsource(obj)), module, code, wanted, {name})
+                code.functions.append(obj)
         else:
             home = getattr(obj, "__module__", None)
             if home and getattr(sys.modules.get(home), name, None) is obj:
