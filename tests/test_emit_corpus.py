@@ -644,19 +644,21 @@ class Block(nn.Module):
         self.conv = nn.Conv2d(3, dim, 3, padding=1)
         self.pos_embed = nn.Parameter(torch.rand(1, dim, 1, 1))
         self.gamma = nn.Parameter(torch.rand(dim))
+        self.scale = dim**-0.5  # a Python number, as timm's attention scale
         self.proj = nn.Conv2d(dim, 4, 1)
 
     def forward(self, x):
         x = self.conv(x) + self.pos_embed
         x = x * self.gamma.reshape(1, -1, 1, 1)
-        return self.proj(x)
+        return self.proj(x * self.scale)
 """
 
 
 def test_emit_quantizes_a_float_operand_of_a_floatfunctional(write, qlint, tmp_path):
     """timm's convnext (`x.mul(self.gamma.reshape(...))`), beit and csatv2: QL103's fix made `self.mul.mul(x, <a float
     parameter>)`, and the emitted model failed at its first int8 forward (`Mul operands should have same data type`,
-    `aten::qscheme` on CPU). The float operand now goes through a QuantStub of its own."""
+    `aten::qscheme` on CPU; cait: `self.mul.mul(q, self.scale)` with a number). The float operand now goes through
+    a QuantStub of its own, and a number through `mul_scalar`."""
     write("scalelib.py", FLOAT_OPERAND)
     path = write("convnext_like.py", "# qlint: input-shape = 1x3x16x16\nimport scalelib\n\n\ndef build_model():\n"
                  "    return scalelib.Block()\n")  # fmt: skip
@@ -665,6 +667,7 @@ def test_emit_quantizes_a_float_operand_of_a_floatfunctional(write, qlint, tmp_p
     assert (code, err) == (0, ""), err
     text = out.read_text()
     assert "self.mul.mul(x, self.quant_mul(self.gamma.reshape(1, -1, 1, 1)))" in text
+    assert "self.mul_scalar.mul_scalar(x, self.scale)" in text  # cait's `q * self.scale`: a number, not a tensor
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "scalelib", "scalelib.Block()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15

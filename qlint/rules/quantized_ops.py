@@ -38,6 +38,7 @@ class QuantizedOp:
 
     op: str
     float_operands: tuple[int, ...] = ()  # QL103: operands (0: left, 1: right) that are float tensors
+    scalar_operands: tuple[int, ...] = ()  # QL103: operands that are Python numbers (`self.scale`)
 
 
 class FloatOpOnQuantized(Rule):
@@ -422,6 +423,13 @@ def _float_operands(qg: QGraph, name: str) -> tuple[int, ...]:
     return tuple(i for i, a in enumerate(args) if isinstance(a, fx.Node) and qg.facts(a.name).kind == Kind.FLOAT)
 
 
+def _scalar_operands(qg: QGraph, name: str) -> tuple[int, ...]:
+    """The positions of the op's two operands that are Python numbers when traced (`x * self.scale`): the fix
+    uses the FloatFunctional's `*_scalar` method for them, as for a number written in the code."""
+    args = qg.fx_nodes[name].args[:2]
+    return tuple(i for i, a in enumerate(args) if isinstance(a, (int, float)) and not isinstance(a, bool))
+
+
 def _name(facts) -> str:
     return facts.module_type.__name__ if facts.module_type else str(facts.target)
 
@@ -468,7 +476,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} on a quantized tensor has no quantized kernel (QuantizedCPU): "
                     "use a FloatFunctional declared in __init__ (e.g. `self.skip_add.add(a, b)`)",
                     name,
-                    data=QuantizedOp(what, _float_operands(qg, name)),
+                    data=QuantizedOp(what, _float_operands(qg, name), _scalar_operands(qg, name)),
                 )
             elif facts.quantized_support is False:
                 yield qg.diagnostic(
@@ -513,6 +521,7 @@ class _Site:
     until: cst.CSTNode | None = None  # add-relu: the ReLU statement, replaced too
     unsafe: bool = False
     float_operands: tuple[int, ...] = ()  # positions in ``args`` of float tensors (quantized by a QuantStub)
+    scalar_operands: tuple[int, ...] = ()  # positions in ``args`` of Python numbers (traced constants)
 
 
 def functional_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
@@ -624,7 +633,7 @@ def _site(ctx: FileContext, index: int, diag: Diagnostic) -> _Site | None:
     if _iterates_its_children(ctx, diag, site.cls):
         return None
     if isinstance(diag.data, QuantizedOp) and site.args is not None:
-        site.float_operands = diag.data.float_operands
+        site.float_operands, site.scalar_operands = diag.data.float_operands, diag.data.scalar_operands
     if site.method in ("add", "mul") and site.args is not None:
         _scalar(ctx, site)
         if site.method == "add":
@@ -672,9 +681,9 @@ def _is_number(code: str) -> bool:
 def _scalar(ctx: FileContext, site: _Site) -> None:
     """``x + 1.0`` / ``2 * x``: the scalar forms (the tensor goes first)."""
     left, right = site.args
-    if _is_number(right):
+    if _is_number(right) or 1 in site.scalar_operands:
         site.method = f"{site.method}_scalar"
-    elif _is_number(left) and site.assign_to is None:
+    elif (_is_number(left) or 0 in site.scalar_operands) and site.assign_to is None:
         site.method, site.args = f"{site.method}_scalar", (right, left)
         site.float_operands = tuple(1 - i for i in site.float_operands)
 
