@@ -723,3 +723,38 @@ def test_emit_defines_a_helper_before_a_default_argument_reads_it(write, qlint, 
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "stagelib", "stagelib.Net()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+CLASS_TOKEN = """
+import torch
+from torch import nn
+
+
+class Vit(nn.Module):
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 4, stride=4)
+        self.cls_token = nn.Parameter(torch.rand(1, 1, dim))
+        self.head = nn.Linear(dim, 4)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        return self.head(x[:, 0])
+"""
+
+
+def test_emit_quantizes_a_float_tensor_joined_by_cat(write, qlint, tmp_path):
+    """timm's beit/deit/convit: `torch.cat((self.cls_token.expand(...), x), dim=1)` joins a float parameter and the
+    quantized patches; QL105 reported it with no fix, and the emitted model failed at its first int8 forward
+    (`aten::qscheme` on CPU). The float item now goes through a QuantStub of its own, into a FloatFunctional cat."""
+    write("vitlib.py", CLASS_TOKEN)
+    path = write("beit_like.py", "# qlint: input-shape = 1x3x16x16\nimport vitlib\n\n\ndef build_model():\n"
+                 "    return vitlib.Vit()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "self.cat.cat((self.quant_cat(self.cls_token.expand(x.shape[0], -1, -1)), x), dim=1)" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "vitlib", "vitlib.Vit()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15

@@ -311,7 +311,9 @@ class UnsupportedOpInQuantizedRegion(Rule):
     it (new attributes in `__init__`). Before `convert` the stubs are the identity, so float outputs
     do not change; after it the op computes in float as it did before, and only the
     re-quantization is added. Other sites (several quantized inputs, a module run inside
-    `nn.Sequential`, library code) are left to do by hand.
+    `nn.Sequential`, library code) are left to do by hand. A `torch.cat` of float and quantized
+    tensors (a class token beside quantized patches) gets a QuantStub on each float item and a
+    `FloatFunctional` `cat` instead (safe: both are the identity / `torch.cat` before `convert`).
 
     ## References
     - [pytorch/pytorch#73507](https://github.com/pytorch/pytorch/issues/73507) (`Could not run 'aten::silu.out' with arguments from the 'QuantizedCPU' backend`)
@@ -403,7 +405,9 @@ class Net(nn.Module):
         return (d for d in shared(qg, quantized_op_findings) if d.code == self.code)
 
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
-        return float_island_fixes(ctx, items)
+        joins = [(i, d) for i, d in items if isinstance(d.data, QuantizedOp)]  # a cat of float and quantized
+        return {**float_island_fixes(ctx, [(i, d) for i, d in items if not isinstance(d.data, QuantizedOp)]),
+                **functional_fixes(ctx, joins)}  # fmt: skip
 
 
 def _augmented(text: str) -> str | None:
@@ -421,6 +425,18 @@ def _float_operands(qg: QGraph, name: str) -> tuple[int, ...]:
 
     args = qg.fx_nodes[name].args[:2]
     return tuple(i for i, a in enumerate(args) if isinstance(a, fx.Node) and qg.facts(a.name).kind == Kind.FLOAT)
+
+
+def _float_items(qg: QGraph, name: str) -> tuple[int, ...]:
+    """The positions of float tensors in the sequence a `torch.cat` joins (beit's class token, a parameter, beside
+    the quantized patches): `cat` fails on a mix, so the fix quantizes them with a QuantStub."""
+    import torch.fx as fx
+
+    from qlint.model.analysis import Kind
+
+    args = qg.fx_nodes[name].args
+    items = args[0] if args and isinstance(args[0], (tuple, list)) else ()
+    return tuple(i for i, a in enumerate(items) if isinstance(a, fx.Node) and qg.facts(a.name).kind == Kind.FLOAT)
 
 
 def _scalar_operands(qg: QGraph, name: str) -> tuple[int, ...]:
@@ -478,6 +494,18 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     name,
                     data=QuantizedOp(what, _float_operands(qg, name), _scalar_operands(qg, name)),
                 )
+            elif (
+                facts.quantized_support is False
+                and (joined := _float_items(qg, name))
+                and facts.target in support.CAT_FUNCTIONS
+            ):
+                yield qg.diagnostic(
+                    "QL105",
+                    f"{what} joins float and quantized tensors, which it cannot: quantize the float ones "
+                    "(a QuantStub each) and use `FloatFunctional().cat` declared in __init__",
+                    name,
+                    data=QuantizedOp(what, joined),
+                )
             elif facts.quantized_support is False:
                 yield qg.diagnostic(
                     "QL105",
@@ -492,7 +520,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} on quantized tensors runs, but the result silently takes the first input's "
                     "scale and zero point: use `FloatFunctional().cat` declared in __init__",
                     name,
-                    data=QuantizedOp(what),
+                    data=QuantizedOp(what, _float_items(qg, name)),
                 )
 
 
@@ -537,6 +565,13 @@ def functional_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         for site in group:
             name = free_name(_NAMES[site.method], taken)
             lines, stub_edits = [f"self.{name} = {ff}()"], []
+            items = _cat_items(site)
+            if site.float_operands and items is not None:
+                quant, _, stub_edits = stub_names(ctx, need_quant=True, need_dequant=False)
+                for i in site.float_operands:
+                    stub = free_name(f"quant_{name}", taken)
+                    lines.append(f"self.{stub} = {quant}()")
+                    stub_edits.append(ctx.file.replace(items[i], f"self.{stub}({ctx.file.code(items[i])})"))
             if site.float_operands and site.args is not None:
                 quant, _, stub_edits = stub_names(ctx, need_quant=True, need_dequant=False)
                 args = list(site.args)
@@ -557,6 +592,17 @@ def functional_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
                 tuple(edits),
             )
     return out
+
+
+def _cat_items(site: _Site) -> list[cst.BaseExpression] | None:
+    """The elements of the literal tuple/list a ``torch.cat`` site joins (``torch.cat((a, b), dim=1)``), or None."""
+    if site.method != "cat" or not isinstance(site.replace, cst.Call) or not site.replace.args:
+        return None
+    seq = site.replace.args[0].value
+    if not isinstance(seq, (cst.Tuple, cst.List)) or any(isinstance(e, cst.StarredElement) for e in seq.elements):
+        return None
+    items = [e.value for e in seq.elements]
+    return items if all(i < len(items) for i in site.float_operands) else None
 
 
 def _replacement(ctx: FileContext, site: _Site, call: str) -> Edit:
@@ -632,7 +678,7 @@ def _site(ctx: FileContext, index: int, diag: Diagnostic) -> _Site | None:
         return None
     if _iterates_its_children(ctx, diag, site.cls):
         return None
-    if isinstance(diag.data, QuantizedOp) and site.args is not None:
+    if isinstance(diag.data, QuantizedOp) and (site.args is not None or site.method == "cat"):
         site.float_operands, site.scalar_operands = diag.data.float_operands, diag.data.scalar_operands
     if site.method in ("add", "mul") and site.args is not None:
         _scalar(ctx, site)
