@@ -9,7 +9,10 @@
 4. run the fix loop on that file (safe fixes: stubs, FloatFunctional, distinct modules,
    ``fuse_model()``; with ``unsafe`` also the unsafe ones), so the result is what ``qlint check --fix``
    would make of the code;
-5. check that the emitted model loads the original model's state_dict (strict) and gives the same
+5. what the fix loop leaves and ``build_model()`` can still repair: layers QL105 reports run in float (hooks), a
+   ``padding="same"`` that quantized convs do not take is written as numbers, and a model whose own forward does
+   not trace quantizes each of its parts on its own (hooks);
+6. check that the emitted model loads the original model's state_dict (strict) and gives the same
    float output (only that it runs, with ``unsafe``: its numerics changed), then write it atomically.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import functools
 import inspect
 import os
@@ -47,6 +51,7 @@ class _Code:
     functions: list[object] = field(default_factory=list)
     classes: list[type] = field(default_factory=list)
     aliases: dict[str, type] = field(default_factory=dict)  # ``SElayer = SqueezeExcitation``
+    visiting: set = field(default_factory=set)  # functions whose names are being resolved
 
 
 SPLIT_NOTE = """
@@ -83,9 +88,11 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
                             input_shape=settings.input_shape)  # fmt: skip
     outcome = fix_text(out, text, fix_settings, unsafe=unsafe)
     text, islands = with_float_islands(outcome.text, model, outcome.remaining)
+    text, paddings = with_explicit_padding(text, model)
+    text, parts = with_quantized_parts(text, model, outcome.remaining)
     _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
     write_atomic(out, text)
-    return spec.name, outcome.fixed + rewrites + islands
+    return spec.name, outcome.fixed + rewrites + islands + paddings + parts
 
 
 FLOAT_ISLANDS = '''
@@ -100,10 +107,17 @@ def _island_out(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.T
 def float_islands(model: nn.Module, *kinds: type) -> nn.Module:
     """Run the layers of these kinds in float (they have no quantized kernel): a DeQuantStub before and a
     QuantStub after each, as hooks, so the state_dict keys and the float outputs stay the original's.
-    A layer already in an island where it is called (`self.dequant_<name>` beside it) is left alone."""
+    A layer already in an island where it is called (`self.dequant_<name>` beside it), or inside another island, is
+    left alone. A kind copied into this file also matches the library's own class of that name (a library may
+    build its layers through a registry, not through this file's copy)."""
+    copied = {kind.__name__ for kind in kinds if kind.__module__ == __name__}
+    islands: list[str] = []
     for name, module in list(model.named_modules()):
         parent, _, attr = name.rpartition(".")
-        if type(module) in kinds and not hasattr(model.get_submodule(parent), f"dequant_{attr}"):
+        kind = type(module) in kinds or type(module).__name__ in copied
+        inside = any(name.startswith(f"{island}.") for island in islands)  # already float
+        if kind and not inside and not hasattr(model.get_submodule(parent), f"dequant_{attr}"):
+            islands.append(name)
             module.island_dequant, module.island_quant = DeQuantStub(), QuantStub()
             module.register_forward_pre_hook(_island_in)
             module.register_forward_hook(_island_out)
@@ -115,42 +129,172 @@ def with_float_islands(text: str, model, remaining) -> tuple[str, int]:
     """QL105 on a layer the fix loop could not wrap at a call site (a layer inside an ``nn.Sequential``, built by
     ``activation_layer()``): ``build_model()`` runs every layer of that kind in float; (text, kinds wrapped).
 
-    Only leaf layers with one tensor output. qlint reports one layer per source line, so every layer of the
-    kind is wrapped; the stubs hold no state (the state_dict loads) and are the identity before ``convert``."""
-    import torch.nn as nn
-
+    Only layers with one tensor output and nothing inside that ``convert`` swaps (timm's ``BatchNormAct2d`` calls
+    ``F.batch_norm``, then its activation). qlint reports one layer per source line, so every layer of the kind
+    is wrapped; the stubs hold no state (the state_dict loads) and are the identity before ``convert``."""
     kinds: list[type] = []
     for diag in remaining:
-        if diag.code != "QL105" or not diag.module:
+        if diag.code != "QL105":
             continue
         try:
-            module = model.get_submodule(diag.module)
+            module = model.get_submodule(diag.module) if diag.module else _calling_layer(diag, model)
         except AttributeError:
             continue
-        leaf = next(module.children(), None) is None
-        if leaf and not isinstance(module, (nn.RNNBase, nn.MultiheadAttention)) and type(module) not in kinds:
+        if module is not None and _floatable(module) and type(module) not in kinds:
             kinds.append(type(module))
     names = [f"nn.{k.__name__}" if k.__module__.startswith("torch.nn.modules") else k.__name__ for k in kinds]
+    if not names:
+        return text, 0
+    imports = (("torch", "import torch"), ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
+               ("QuantStub", "from torch.ao.quantization import QuantStub"))  # fmt: skip
+    build = _wrapped_build(text, "float_islands", names, FLOAT_ISLANDS, imports)
+    return build, len(kinds) if build != text else 0
+
+
+EXPLICIT_PADDING = '''
+def explicit_padding(model: nn.Module) -> nn.Module:
+    """A quantized conv takes its padding only as numbers: the convs built with `padding="same"` that pad both
+    sides alike (odd kernels) get those numbers, which give the same outputs."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd) and module.padding == "same":
+            module.padding = tuple(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
+    return model
+'''
+
+
+def with_explicit_padding(text: str, model) -> tuple[str, int]:
+    """Convs built with ``padding="same"`` (timm's ConvMixer): ``convert`` fails on them (``conv2d_prepack`` takes a
+    list of ints). Where "same" is symmetric, ``build_model()`` writes it as numbers; (text, convs rewritten). An
+    asymmetric "same" (even kernel) is left as it is."""
+    import torch.nn as nn
+
+    count = sum(
+        1
+        for m in model.modules()
+        if isinstance(m, nn.modules.conv._ConvNd) and m.padding == "same" and m.padding_mode == "zeros"
+        and all(d * (k - 1) % 2 == 0 for d, k in zip(m.dilation, m.kernel_size, strict=True))
+    )  # fmt: skip
+    if not count:
+        return text, 0
+    build = _wrapped_build(text, "explicit_padding", [], EXPLICIT_PADDING, ())
+    return build, count if build != text else 0
+
+
+QUANTIZED_PARTS = '''
+def _part_in(stubs: nn.ModuleDict, module: nn.Module, args):
+    if isinstance(args, torch.Tensor):
+        return stubs.quant(args) if args.is_floating_point() else args
+    if type(args) in (tuple, list):  # the arguments, and a list of feature maps among them
+        return type(args)(_part_in(stubs, module, a) for a in args)
+    return args
+
+
+def _part_out(stubs: nn.ModuleDict, module: nn.Module, args: tuple, output):
+    if isinstance(output, torch.Tensor):
+        return stubs.dequant(output) if output.is_quantized else output
+    if type(output) in (tuple, list):
+        return type(output)(_part_out(stubs, module, args, o) for o in output)
+    if type(output) is dict:
+        return {k: _part_out(stubs, module, args, v) for k, v in output.items()}
+    return output
+
+
+def quantized_parts(model: nn.Module, *names: str) -> nn.Module:
+    """The model's own code does not trace, so it cannot get stubs: each of these parts (the ones qlint checks
+    instead) quantizes its float inputs (a QuantStub) and dequantizes its outputs (a DeQuantStub), as hooks; the
+    stubs live in `model.part_stubs` (they hold no state: the state_dict loads, the float outputs stay the same)."""
+    model.part_stubs = nn.ModuleDict()
+    for name in names:
+        stubs = nn.ModuleDict({"quant": QuantStub(), "dequant": DeQuantStub()})
+        model.part_stubs[name.replace(".", "__")] = stubs
+        part = model.get_submodule(name)
+        part.register_forward_pre_hook(partial(_part_in, stubs))
+        part.register_forward_hook(partial(_part_out, stubs))
+    return model
+'''
+
+
+def with_quantized_parts(text: str, model, remaining) -> tuple[str, int]:
+    """A model whose own forward does not trace (QL002: torchvision's detection models, timm's ByobNet) keeps QL101
+    in the parts qlint checked instead, since no stub can go in its forward: ``build_model()`` quantizes each part
+    on its own (``quantized_parts``); (text, parts)."""
+    import torch.nn as nn
+    from torch.ao.quantization import DeQuantStub, QuantStub
+    from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
+
+    from qlint.model.check import CheckedParts
+
+    found = [d.data.names for d in remaining if isinstance(d.data, CheckedParts)]
+    if not found or isinstance(model, nn.Sequential):
+        return text, 0
+    checked = found[0]
+    swapped = set(get_default_static_quant_module_mappings()) - {QuantStub, DeQuantStub}
+    # every part gets float tensors from the untraceable code (QL101 is reported once per source line, so for one
+    # of the instances of a block class only): each part with a layer `convert` swaps, and no stub of its own
+    kinds = [{type(m) for m in model.get_submodule(p).modules()} for p in checked]
+    names = [p for p, k in zip(checked, kinds, strict=True) if k & swapped and QuantStub not in k]
+    # a layer `convert` swaps, called by the untraceable code itself (no part holds it): float in, as for a part
+    names += [n for n, m in model.named_modules() if n and type(m) in swapped
+              and not any(n == p or n.startswith(p + ".") for p in checked)]  # fmt: skip
+    if not names:
+        return text, 0
+    imports = (("torch", "import torch"), ("partial", "from functools import partial"),
+               ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
+               ("QuantStub", "from torch.ao.quantization import QuantStub"))  # fmt: skip
+    build = _wrapped_build(text, "quantized_parts", [f'"{n}"' for n in names], QUANTIZED_PARTS, imports)
+    return build, len(names) if build != text else 0
+
+
+def _floatable(module) -> bool:
+    """A layer that can run in float between stubs (hooks): not recurrent or attention (several outputs), not a
+    container (its forward would run the stubs), and nothing inside it that ``convert`` swaps."""
+    import torch.nn as nn
+    from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
+
+    if isinstance(module, (nn.RNNBase, nn.MultiheadAttention, nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        return False
+    swapped = get_default_static_quant_module_mappings()
+    return not any(type(m) in swapped for m in list(module.modules())[1:])
+
+
+def _calling_layer(diag, model):
+    """A layer of ``model`` whose class's code makes the call QL105 reports with no module (a function in a library
+    layer's forward: timm's ``LayerNorm2d`` calling ``F.layer_norm``, found by the traceback's frames)."""
+    sites = [diag.span, *(r.span for r in diag.related)]
+    for module in model.modules():
+        try:
+            lines, start = inspect.getsourcelines(type(module))
+            path = os.path.abspath(inspect.getsourcefile(type(module)) or "")
+        except (OSError, TypeError):
+            continue
+        for site in sites:
+            same = path == os.path.abspath(site.path) or path.endswith(os.sep + site.path.lstrip(os.sep))
+            if same and start <= site.line < start + len(lines):
+                return module
+    return None
+
+
+def _wrapped_build(text: str, helper: str, extra: list[str], definition: str, imports) -> str:
+    """``build_model()`` returning ``helper(<what it returned>, *extra)``, with ``definition`` placed before it and
+    the ``(bound name, import line)`` pairs of ``imports`` it needs added; ``text`` unchanged without a build_model."""
     start = text.rfind("\ndef build_model()")
     ret = text.find("\n    return ", start)
-    if not names or start < 0 or ret < 0:
-        return text, 0
+    if start < 0 or ret < 0:
+        return text
     call = text[ret + len("\n    return ") :].rstrip()
-    listed = "".join(f"\n        {name}," for name in names)
-    build = text[:ret] + f"\n    return float_islands(\n        {call},{listed}\n    )\n"
+    listed = "".join(f"\n        {name}," for name in extra)
+    build = text[:ret] + f"\n    return {helper}(\n        {call},{listed}\n    )\n"
     tree = ast.parse(text)
     bound = {a.asname or a.name for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
              for a in node.names}  # fmt: skip
-    imports = [line for name, line in (("torch", "import torch"),
-               ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
-               ("QuantStub", "from torch.ao.quantization import QuantStub")) if name not in bound]  # fmt: skip
-    build = build[: start + 1] + FLOAT_ISLANDS.strip("\n") + "\n\n\n" + build[start + 1 :]
-    if imports:
+    missing = [line for name, line in imports if name not in bound]
+    build = build[: start + 1] + definition.strip("\n") + "\n\n\n" + build[start + 1 :]
+    if missing:
         first = next(n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
         lines = build.splitlines(keepends=True)
-        lines[first.lineno - 1 : first.lineno - 1] = [line + "\n" for line in imports]
+        lines[first.lineno - 1 : first.lineno - 1] = [line + "\n" for line in missing]
         build = "".join(lines)
-    return build, len(kinds)
+    return build
 
 
 def _library_model(path: str, settings: Settings, expr: str | None):
@@ -441,6 +585,10 @@ def _value(value, owner: type, code: _Code, wanted: list[type]) -> str:
     torch_module = _torch_module(value, code, wanted)
     if torch_module is not None:
         return torch_module
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # timm's ByoModelCfg, CspModelCfg
+        fields = [f"{f.name}={_value(getattr(value, f.name), None, code, wanted)}"
+                  for f in dataclasses.fields(value) if f.init]  # fmt: skip
+        return f"{_type_name(type(value), code, wanted)}({', '.join(fields)})"
     recorded = getattr(value, "__dict__", {}).get("__qlint_ctor__")
     if recorded is not None:
         if type(value) not in wanted:
@@ -515,9 +663,10 @@ def _resolve_names(source: str, module, code: _Code, wanted: list[type], local: 
                 f"import {obj.__name__}" if obj.__name__ == name else f"import {obj.__name__} as {name}"
             )
         elif isinstance(obj, types.FunctionType) and obj.__module__ == module.__name__ and not name.startswith("__"):
-            if obj not in code.functions:
-                code.functions.append(obj)
+            if obj not in code.functions and obj not in code.visiting:
+                code.visiting.add(obj)  # the helpers it reads go first (a default argument is read when defined)
                 _resolve_names(textwrap.dedent(inspect.getsource(obj)), module, code, wanted, {name})
+                code.functions.append(obj)
         else:
             home = getattr(obj, "__module__", None)
             if home and getattr(sys.modules.get(home), name, None) is obj:
@@ -566,16 +715,29 @@ def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int,
 
 def _example_input(model, shape: tuple[int, ...] | None):
     """A random input at ``shape`` (token ids when the model starts with an embedding), else guessed from the
-    first layer (1xCx64x64 before a Conv2d); None when there is nothing to guess from."""
+    first layer: 1xCx64x64 before a Conv2d, or, when the model does not take that (timm's ViTs assert their image
+    size), the shape ``qlint check`` analyses without a pragma (1xCx224x224); None when there is nothing to guess."""
     import torch
     import torch.nn as nn
+
+    from qlint.model.loader import quiet
+    from qlint.model.trace import shape_for_first_layer
 
     first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))), None)
     if isinstance(first, nn.Embedding):
         return torch.randint(0, first.num_embeddings, shape or (1, 8))
     if shape is None and isinstance(first, nn.Conv2d):
-        shape = (1, first.in_channels, 64, 64)
-    elif shape is None and isinstance(first, nn.Linear):
+        default = shape_for_first_layer(model.modules())
+        for guess in dict.fromkeys(((1, first.in_channels, 64, 64), default)):
+            x = torch.rand(guess)
+            try:
+                with torch.no_grad(), quiet():
+                    model(x)
+                return x
+            except Exception:  # noqa: BLE001 - the model does not take this shape: the next guess
+                continue
+        return x
+    if shape is None and isinstance(first, nn.Linear):
         shape = (1, first.in_features)
     return None if shape is None else torch.rand(shape)
 

@@ -88,6 +88,7 @@ class QGraph:
         self.settings = settings
         self.checked = checked
         self.prefix = ""  # qualified name of this graph's root inside the checked model
+        self.checked_model = self.root  # the whole checked model (a sub-root graph's root is a part of it)
         self.graph = DiGraph()
         self.fx_nodes: dict[str, fx.Node] = {}
         self._qconfig_on = _effective_qconfig(self.root)

@@ -17,6 +17,14 @@ from qlint.source.file import SourceFile
 MAX_SUBROOTS = 12
 
 
+@dataclass(frozen=True)
+class CheckedParts:
+    """QL002's facts: the submodules the graph rules checked instead of the untraceable model (``emit`` quantizes
+    each of them on its own)."""
+
+    names: tuple[str, ...]
+
+
 @dataclass
 class CheckedModel:
     """A root model of the file with its QGraphs (the root's own first, when it traced)."""
@@ -86,6 +94,7 @@ def analyses(spec, model, settings: Settings, checked: tuple[str, ...], found: l
                 span,
                 related=related,
                 model=spec.name,
+                data=CheckedParts(tuple(q.prefix for q in subgraphs)),
             )
         )
         return subgraphs
@@ -127,7 +136,7 @@ def _traceable_submodules(spec, model, settings: Settings, checked: tuple[str, .
         except TraceFailure:
             queue.extend((f"{name}.{n}", c) for n, c in module.named_children())
             continue
-        qgraph.prefix = name
+        qgraph.prefix, qgraph.checked_model = name, model
         out.append(qgraph)
     return out
 

@@ -208,13 +208,16 @@ def _unfused(qg: QGraph) -> Iterator[Diagnostic]:
     chains = chain_nodes(qg)
     if not chains:
         return
-    has_fuse_model = callable(getattr(qg.root, "fuse_model", None))
-    fused, error = fused_copy(qg.root) if has_fuse_model else (None, None)
+    # a sub-root graph's chains are fused by the whole model's fuse_model() (where QL201's fix writes them)
+    owner, tail = (qg.checked_model, qg.full) if callable(getattr(qg.checked_model, "fuse_model", None)) else (
+        qg.root, lambda name: name)  # fmt: skip
+    has_fuse_model = callable(getattr(owner, "fuse_model", None))
+    fused, error = fused_copy(owner) if has_fuse_model else (None, None)
     by_hand = None if has_fuse_model or qg.prefix else _fused_by_pipeline(qg, chains)
     left: list[list[str]] = []  # chains the pipeline's own fusing function leaves unfused
     for chain in chains:
         names = [qg.full(qg.facts(n).module) for n in chain]
-        if fused is not None and fused_away(fused, qg.facts(chain[-1]).module):
+        if fused is not None and fused_away(fused, tail(qg.facts(chain[-1]).module)):
             continue  # fuse_model() fuses it: the chain's tail became an Identity
         if by_hand is not None:
             if not fused_away(by_hand[2], qg.facts(chain[-1]).module):

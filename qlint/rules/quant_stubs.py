@@ -6,7 +6,8 @@ The fix:
 root model's class, the float inputs quantized at the top of ``forward`` (one stub per input: each
 observes its own range), every returned quantized tensor dequantized (one DeQuantStub per returned
 position). Stubs are the identity in float and hold no state: the fix is safe.
-Offered only where it is exact: the root's class is in the file; QL101 quantizes the ``forward``
+Offered only where it is exact: the class whose ``forward`` the root runs (its own, or one it inherits, as
+torchvision's DeepLabV3 does) is in the file; QL101 quantizes the ``forward``
 parameters whose float values reach a swapped module without passing a QuantStub (a model that already
 quantizes its first input gets a stub for the second; a float island that forgets to re-quantize is
 not a boundary problem and is left alone).
@@ -75,7 +76,8 @@ class MissingQuantStub(Rule):
     top of `forward`. Before `convert` a stub is the identity, so the float model computes
     exactly what it did. A model with several tensor inputs gets one stub per input that reaches
     a swapped module in float (`self.quant_a`, `self.quant_b`: each observes its own range), also
-    when it already quantizes some of them.
+    when it already quantizes some of them. A model class that inherits its `forward` gets the
+    stubs in the class that defines it.
 
     For a model whose class lives in a library but is built in the checked file
     (`return torchvision.models.vgg16(weights=None).eval()`), there is no class to edit. The unsafe fix
@@ -493,7 +495,9 @@ def _model_fix(ctx: FileContext, info: CheckedModel, codes: set[str]) -> Fix | N
     qg = info.root_graph
     if not ctx.defined_here(type(info.model)):
         return _library_fix(ctx, info, codes)
-    cls = ctx.class_node(type(info.model))
+    # the class whose forward the model runs: torchvision's DeepLabV3 inherits _SimpleSegmentationModel's
+    owner = next((c for c in type(info.model).__mro__ if "forward" in vars(c)), type(info.model))
+    cls = ctx.class_node(owner)
     if cls is None or "forward" not in methods(cls):
         return None
     forward = methods(cls)["forward"]

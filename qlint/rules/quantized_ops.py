@@ -24,7 +24,7 @@ from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, shared
 from qlint.rules.float_islands import FloatIsland, first_arg_only, float_island_fixes
 from qlint.source.edit import attribute_assignments, free_name, methods, parameters
-from qlint.source.idioms import FLOAT_FUNCTIONAL, declare, spelled
+from qlint.source.idioms import FLOAT_FUNCTIONAL, declare, spelled, stub_names
 from qlint.source.index import self_attributes
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ class QuantizedOp:
     """What QL103/QL104/QL105 hand their fix: the op as shown (``\`+=\```, ``torch.cat``, ``.add()``)."""
 
     op: str
+    float_operands: tuple[int, ...] = ()  # QL103: operands (0: left, 1: right) that are float tensors
+    scalar_operands: tuple[int, ...] = ()  # QL103: operands that are Python numbers (`self.scale`)
 
 
 class FloatOpOnQuantized(Rule):
@@ -69,9 +71,13 @@ class FloatOpOnQuantized(Rule):
     Safe when a `FloatFunctional` method exists for the op (`+`, `+=`, `*`, `@`, `torch.add`,
     `torch.mul`, `torch.matmul` and their method forms, an add followed by a ReLU as `add_relu`):
     the fix adds one attribute per call site in `__init__` and rewrites the call. In float,
-    `FloatFunctional.add(a, b)` is `a + b` and holds no state. Unsafe for `x += y` on a function
+    `FloatFunctional.add(a, b)` is `a + b` and holds no state. An operand that is a float tensor (a
+    parameter: `x * self.gamma`) goes through a QuantStub of its own, since the converted
+    FloatFunctional takes two quantized tensors; before `convert` the stub is the identity. Unsafe for `x += y` on a function
     parameter (the caller could see the in-place update). Other ops (`/`, `-`, `torch.bmm`) get
-    no fix: keep them in a float island by hand (`DeQuantStub` before, `QuantStub` after).
+    no fix: keep them in a float island by hand (`DeQuantStub` before, `QuantStub` after). No fix
+    in a subclass of `nn.Sequential`/`ModuleList`/`ModuleDict`: its forward runs its children in
+    turn, and would call the new attribute as a layer.
 
     ## References
     - [`torch.ao.nn.quantized.FloatFunctional`](https://pytorch.org/docs/stable/generated/torch.ao.nn.quantized.FloatFunctional.html)
@@ -178,7 +184,9 @@ class SilentQparamsCat(Rule):
 
     ## Fix safety
     Safe: the fix adds a `FloatFunctional` attribute in `__init__` and rewrites the call to
-    its `cat`. In float, `FloatFunctional.cat` is `torch.cat`.
+    its `cat`. In float, `FloatFunctional.cat` is `torch.cat`. No fix in a subclass of
+    `nn.Sequential`/`ModuleList`/`ModuleDict` (timm's DenseNet `DenseBlock`): its forward runs its
+    children in turn, and would call the new attribute as a layer.
 
     ## References
     - [pytorch/pytorch#46604](https://github.com/pytorch/pytorch/issues/46604) (`torch.cat` on quantized tensors uses the first input's qparams)
@@ -303,7 +311,9 @@ class UnsupportedOpInQuantizedRegion(Rule):
     it (new attributes in `__init__`). Before `convert` the stubs are the identity, so float outputs
     do not change; after it the op computes in float as it did before, and only the
     re-quantization is added. Other sites (several quantized inputs, a module run inside
-    `nn.Sequential`, library code) are left to do by hand.
+    `nn.Sequential`, library code) are left to do by hand. A `torch.cat` of float and quantized
+    tensors (a class token beside quantized patches) gets a QuantStub on each float item and a
+    `FloatFunctional` `cat` instead (safe: both are the identity / `torch.cat` before `convert`).
 
     ## References
     - [pytorch/pytorch#73507](https://github.com/pytorch/pytorch/issues/73507) (`Could not run 'aten::silu.out' with arguments from the 'QuantizedCPU' backend`)
@@ -395,13 +405,45 @@ class Net(nn.Module):
         return (d for d in shared(qg, quantized_op_findings) if d.code == self.code)
 
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
-        return float_island_fixes(ctx, items)
+        joins = [(i, d) for i, d in items if isinstance(d.data, QuantizedOp)]  # a cat of float and quantized
+        return {**float_island_fixes(ctx, [(i, d) for i, d in items if not isinstance(d.data, QuantizedOp)]),
+                **functional_fixes(ctx, joins)}  # fmt: skip
 
 
 def _augmented(text: str) -> str | None:
     """``+=`` for ``out += identity`` (fx records augmented assignment as the plain operator)."""
     match = re.match(r"^[\w.\[\]]+\s*([-+*/@]|//)=", text)
     return f"`{match.group(1)}=`" if match else None
+
+
+def _float_operands(qg: QGraph, name: str) -> tuple[int, ...]:
+    """The positions of the op's two operands that are float tensors (a parameter, `torch.ones(...)`): a
+    FloatFunctional takes two quantized tensors, so its fix quantizes those with a QuantStub."""
+    import torch.fx as fx
+
+    from qlint.model.analysis import Kind
+
+    args = qg.fx_nodes[name].args[:2]
+    return tuple(i for i, a in enumerate(args) if isinstance(a, fx.Node) and qg.facts(a.name).kind == Kind.FLOAT)
+
+
+def _float_items(qg: QGraph, name: str) -> tuple[int, ...]:
+    """The positions of float tensors in the sequence a `torch.cat` joins (beit's class token, a parameter, beside
+    the quantized patches): `cat` fails on a mix, so the fix quantizes them with a QuantStub."""
+    import torch.fx as fx
+
+    from qlint.model.analysis import Kind
+
+    args = qg.fx_nodes[name].args
+    items = args[0] if args and isinstance(args[0], (tuple, list)) else ()
+    return tuple(i for i, a in enumerate(items) if isinstance(a, fx.Node) and qg.facts(a.name).kind == Kind.FLOAT)
+
+
+def _scalar_operands(qg: QGraph, name: str) -> tuple[int, ...]:
+    """The positions of the op's two operands that are Python numbers when traced (`x * self.scale`): the fix
+    uses the FloatFunctional's `*_scalar` method for them, as for a number written in the code."""
+    args = qg.fx_nodes[name].args[:2]
+    return tuple(i for i, a in enumerate(args) if isinstance(a, (int, float)) and not isinstance(a, bool))
 
 
 def _name(facts) -> str:
@@ -450,7 +492,19 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} on a quantized tensor has no quantized kernel (QuantizedCPU): "
                     "use a FloatFunctional declared in __init__ (e.g. `self.skip_add.add(a, b)`)",
                     name,
-                    data=QuantizedOp(what),
+                    data=QuantizedOp(what, _float_operands(qg, name), _scalar_operands(qg, name)),
+                )
+            elif (
+                facts.quantized_support is False
+                and (joined := _float_items(qg, name))
+                and facts.target in support.CAT_FUNCTIONS
+            ):
+                yield qg.diagnostic(
+                    "QL105",
+                    f"{what} joins float and quantized tensors, which it cannot: quantize the float ones "
+                    "(a QuantStub each) and use `FloatFunctional().cat` declared in __init__",
+                    name,
+                    data=QuantizedOp(what, joined),
                 )
             elif facts.quantized_support is False:
                 yield qg.diagnostic(
@@ -466,7 +520,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} on quantized tensors runs, but the result silently takes the first input's "
                     "scale and zero point: use `FloatFunctional().cat` declared in __init__",
                     name,
-                    data=QuantizedOp(what),
+                    data=QuantizedOp(what, _float_items(qg, name)),
                 )
 
 
@@ -494,6 +548,8 @@ class _Site:
     assign_to: str | None = None  # "t = ..." (augmented assignment / add-relu)
     until: cst.CSTNode | None = None  # add-relu: the ReLU statement, replaced too
     unsafe: bool = False
+    float_operands: tuple[int, ...] = ()  # positions in ``args`` of float tensors (quantized by a QuantStub)
+    scalar_operands: tuple[int, ...] = ()  # positions in ``args`` of Python numbers (traced constants)
 
 
 def functional_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
@@ -508,11 +564,27 @@ def functional_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
         group.sort(key=lambda s: ctx.file.start(s.replace))
         for site in group:
             name = free_name(_NAMES[site.method], taken)
-            declaration = declare(ctx, site.cls, [f"self.{name} = {ff}()"])
+            lines, stub_edits = [f"self.{name} = {ff}()"], []
+            items = _cat_items(site)
+            if site.float_operands and items is not None:
+                quant, _, stub_edits = stub_names(ctx, need_quant=True, need_dequant=False)
+                for i in site.float_operands:
+                    stub = free_name(f"quant_{name}", taken)
+                    lines.append(f"self.{stub} = {quant}()")
+                    stub_edits.append(ctx.file.replace(items[i], f"self.{stub}({ctx.file.code(items[i])})"))
+            if site.float_operands and site.args is not None:
+                quant, _, stub_edits = stub_names(ctx, need_quant=True, need_dequant=False)
+                args = list(site.args)
+                for i in site.float_operands:
+                    stub = free_name(f"quant_{name}", taken)
+                    lines.append(f"self.{stub} = {quant}()")
+                    args[i] = f"self.{stub}({args[i]})"
+                site.args = (args[0], args[1])
+            declaration = declare(ctx, site.cls, lines)
             if declaration is None:
                 continue
             call = f"self.{name}.{site.method}"
-            edits = [declaration, *import_edits, _replacement(ctx, site, call)]
+            edits = [declaration, *import_edits, *stub_edits, _replacement(ctx, site, call)]
             what = f"`self.{name}.{site.method}(...)`"
             out[site.index] = Fix(
                 Applicability.UNSAFE if site.unsafe else Applicability.SAFE,
@@ -520,6 +592,17 @@ def functional_fixes(ctx: FileContext, items: FixItems) -> dict[int, Fix]:
                 tuple(edits),
             )
     return out
+
+
+def _cat_items(site: _Site) -> list[cst.BaseExpression] | None:
+    """The elements of the literal tuple/list a ``torch.cat`` site joins (``torch.cat((a, b), dim=1)``), or None."""
+    if site.method != "cat" or not isinstance(site.replace, cst.Call) or not site.replace.args:
+        return None
+    seq = site.replace.args[0].value
+    if not isinstance(seq, (cst.Tuple, cst.List)) or any(isinstance(e, cst.StarredElement) for e in seq.elements):
+        return None
+    items = [e.value for e in seq.elements]
+    return items if all(i < len(items) for i in site.float_operands) else None
 
 
 def _replacement(ctx: FileContext, site: _Site, call: str) -> Edit:
@@ -593,11 +676,30 @@ def _site(ctx: FileContext, index: int, diag: Diagnostic) -> _Site | None:
     site.cls = file.enclosing_class(site.replace)
     if site.cls is None or file.enclosing_function(site.replace) is None or "__init__" not in methods(site.cls):
         return None
+    if _iterates_its_children(ctx, diag, site.cls):
+        return None
+    if isinstance(diag.data, QuantizedOp) and (site.args is not None or site.method == "cat"):
+        site.float_operands, site.scalar_operands = diag.data.float_operands, diag.data.scalar_operands
     if site.method in ("add", "mul") and site.args is not None:
         _scalar(ctx, site)
         if site.method == "add":
             _add_relu(ctx, site)
     return site
+
+
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _iterates_its_children(ctx: FileContext, diag: Diagnostic, cls: cst.ClassDef) -> bool:
+    """A subclass of ``nn.Sequential``/``ModuleList``/``ModuleDict`` (timm's DenseNet ``DenseBlock``): its forward
+    runs its children in turn, so a FloatFunctional child would be called as a layer; no fix."""
+    import torch.nn as nn
+
+    if any((get_full_name_for_node(base.value) or "").rsplit(".", 1)[-1] in CONTAINERS for base in cls.bases):
+        return True
+    info = ctx.model_for(diag)
+    kinds = {type(m) for m in info.model.modules()} if info is not None else set()
+    return any(issubclass(k, (nn.Sequential, nn.ModuleList, nn.ModuleDict)) and ctx.class_node(k) is cls for k in kinds)
 
 
 def _plain_args(call: cst.Call, count: int) -> bool:
@@ -625,10 +727,11 @@ def _is_number(code: str) -> bool:
 def _scalar(ctx: FileContext, site: _Site) -> None:
     """``x + 1.0`` / ``2 * x``: the scalar forms (the tensor goes first)."""
     left, right = site.args
-    if _is_number(right):
+    if _is_number(right) or 1 in site.scalar_operands:
         site.method = f"{site.method}_scalar"
-    elif _is_number(left) and site.assign_to is None:
+    elif (_is_number(left) or 0 in site.scalar_operands) and site.assign_to is None:
         site.method, site.args = f"{site.method}_scalar", (right, left)
+        site.float_operands = tuple(1 - i for i in site.float_operands)
 
 
 def _add_relu(ctx: FileContext, site: _Site) -> None:
