@@ -279,6 +279,14 @@ class UnsupportedOpInQuantizedRegion(Rule):
     of the op on a tiny quantized tensor), not from a hand-written list. Points at the line
     that calls it.
 
+    Also reported: an op whose quantized kernel exists but refuses the tensor it gets in the
+    converted model. Quantized convolutions return channels-last tensors (their layout is asked
+    of torch by converting a copy of the module), so the probe runs the op at the model's own
+    shape on a quantized tensor of that layout, and a float control run at the same shape tells
+    a refusal from a shape qlint got wrong. torchvision's `s3d` ends with
+    `torch.mean(x, dim=(2, 3, 4))` after a 1x1x1 conv: `RuntimeError: required rank 5 tensor to
+    use channels_last_3d format`.
+
     ## Why is this bad?
     Eager `convert` leaves such a module or function in float, and the float kernel refuses
     the quantized tensor it now receives. Calibration runs fine; the first forward pass of
@@ -452,11 +460,17 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     name,
                     data=QuantizedOp(what),
                 )
+            elif facts.quantized_support is False and facts.op == "call_method" and facts.target in _VIEWS:
+                continue  # a `.view` the channels-last strides refuse: QL108
             elif facts.quantized_support is False:
+                problem = (
+                    f"fails on the quantized tensor it receives ({facts.probe_error[len(support.REFUSED) :]})"
+                    if support.refused(facts.probe_error)
+                    else "has no quantized kernel but receives a quantized tensor"
+                )
                 yield qg.diagnostic(
                     "QL105",
-                    f"{what} has no quantized kernel but receives a quantized tensor: "
-                    "dequantize before it and quantize after (a float island)",
+                    f"{what} {problem}: dequantize before it and quantize after (a float island)",
                     name,
                     data=FloatIsland(what, first_arg_only(qg, name)),
                 )
@@ -470,6 +484,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                 )
 
 
+_VIEWS = ("view",)  # QL108's
 _AUG = {"`+=`": cst.AddAssign, "`*=`": cst.MultiplyAssign, "`@=`": cst.MatrixMultiplyAssign}
 _BIN = {"`+`": cst.Add, "`*`": cst.Multiply, "`@`": cst.MatrixMultiply}
 _METHOD = {cst.Add: "add", cst.AddAssign: "add", cst.Multiply: "mul", cst.MultiplyAssign: "mul",

@@ -45,7 +45,7 @@ class ViewOnQuantized(Rule):
 
     code = "QL108"
     name = "view-on-quantized"
-    severity = Severity.WARNING
+    severity = Severity.ERROR  # reported only when torch refuses the view: the int8 forward fails
     flows = (Flow.EAGER,)
     basis = (Basis.GRAPH,)
     summary = "`.view` on the channels-last output of a quantized conv"
