@@ -417,9 +417,9 @@ class QGraph:
         Whether torch has a quantized kernel does not depend on the size, so the dispatcher's
         "no QuantizedCPU kernel" at the small shape is final; any other error is a shape that did not
         fit the op, and the probe is repeated at the model's shape (inconclusive if that is too big).
-        When that fails too, the same op runs on float tensors of the same shapes and layout: if they
-        pass, the quantized tensor is what the op refuses (``FailsOnQuantized``), else the shapes qlint
-        computed are at fault and the probe stays inconclusive.
+        When that fails too, the same op runs on float tensors of the same shapes, as in the float
+        model: if they pass, the converted model's tensor is what the op refuses (``FailsOnQuantized``),
+        else the shapes qlint computed are at fault and the probe stays inconclusive.
         """
         try:
             args, kwargs = self._materialize(node, shrink=True)

@@ -179,8 +179,9 @@ class Materialize:
 
     With ``shrink``, tensors get ``small_shape`` of their shape; without it, their own shape (and the
     probe is inconclusive above ``MAX_PROBE_ELEMENTS``). Quantized tensors get the memory layout they
-    have in the converted model; with ``float_only`` they are float tensors of the same shape and
-    layout (the control run that tells a failing quantized op from a shape qlint got wrong).
+    have in the converted model; with ``float_only`` they are contiguous float tensors of the same
+    shape, as in the float model (the control run that tells an op the converted model's tensor makes
+    fail from a shape qlint got wrong).
     """
 
     def __init__(self, shrink: bool = True, float_only: bool = False) -> None:
@@ -209,7 +210,7 @@ class Materialize:
         if isinstance(value, torch.Tensor) and not value.is_floating_point():
             return torch.zeros(shape, dtype=value.dtype)
         data = torch.rand(shape)
-        if quantized and layout is not None and len(shape) == LAYOUT_RANKS.get(layout):
+        if quantized and not self.float_only and layout is not None and len(shape) == LAYOUT_RANKS.get(layout):
             data = torch.empty(shape, memory_format=layout).copy_(data)  # quantize_per_tensor keeps the strides
         if not quantized or self.float_only:
             return data

@@ -23,6 +23,7 @@ from libcst.helpers import get_full_name_for_node
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, shared
 from qlint.rules.float_islands import FloatIsland, first_arg_only, float_island_fixes
+from qlint.rules.quantized_views import VIEW_METHODS
 from qlint.source.edit import attribute_assignments, free_name, methods, parameters
 from qlint.source.idioms import FLOAT_FUNCTIONAL, declare, spelled
 from qlint.source.index import self_attributes
@@ -460,7 +461,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     name,
                     data=QuantizedOp(what),
                 )
-            elif facts.quantized_support is False and facts.op == "call_method" and facts.target in _VIEWS:
+            elif facts.quantized_support is False and facts.op == "call_method" and facts.target in VIEW_METHODS:
                 continue  # a `.view` the channels-last strides refuse: QL108
             elif facts.quantized_support is False:
                 problem = (
@@ -484,7 +485,6 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                 )
 
 
-_VIEWS = ("view",)  # QL108's
 _AUG = {"`+=`": cst.AddAssign, "`*=`": cst.MultiplyAssign, "`@=`": cst.MatrixMultiplyAssign}
 _BIN = {"`+`": cst.Add, "`*`": cst.Multiply, "`@`": cst.MatrixMultiply}
 _METHOD = {cst.Add: "add", cst.AddAssign: "add", cst.Multiply: "mul", cst.MultiplyAssign: "mul",
