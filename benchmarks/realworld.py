@@ -351,6 +351,9 @@ class QlintCode:
     def env(self) -> dict:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(self.path)
+        # `python -m qlint` run from a checkout would put the working directory first on sys.path and import
+        # the work tree's qlint (edits included) instead of this snapshot: keep the snapshot first
+        env["PYTHONSAFEPATH"] = "1"
         env.setdefault("PYTHONWARNINGS", "ignore")
         return env
 
