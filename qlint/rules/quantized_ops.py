@@ -444,10 +444,15 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
             )
         elif facts.op == "call_module" and not facts.swapped and facts.quantized_support is False:
             island = "" if qg.quantized_by_qconfig(facts.module) else " (its qconfig is None, so it stays float)"
+            problem = (
+                f"fails on the quantized tensor it receives ({facts.probe_error[len(support.REFUSED) :]})"
+                if support.refused(facts.probe_error)
+                else f"has no quantized kernel{island} but receives a quantized tensor"
+            )
             yield qg.diagnostic(
                 "QL105",
-                f"`{qg.full(facts.module)}` ({_name(facts)}) has no quantized kernel{island} but receives a quantized "
-                "tensor: wrap it in a float island (DeQuantStub before, QuantStub after)",
+                f"`{qg.full(facts.module)}` ({_name(facts)}) {problem}: wrap it in a float island "
+                "(DeQuantStub before, QuantStub after)",
                 name,
                 data=FloatIsland(f"`{qg.full(facts.module)}`", first_arg_only(qg, name)),
             )
