@@ -2,7 +2,7 @@
 
     python benchmarks/realworld.py [--group torchvision|timm|torch-test] [--only NAME[,NAME]] [--limit N]
                                    [--jobs 1] [--results benchmarks/results/realworld.jsonl] [--report-only]
-                                   [--recheck [--emit-only]] [--no-emit] [--all-versions]
+                                   [--recheck [--emit-only]] [--no-emit] [--all-versions] [--tree TREE]
 
 The real flow's verdicts go to ``realworld.jsonl`` (they do not depend on qlint); qlint's ``check`` and ``emit``
 to ``realworld_qlint.jsonl``, one line per model and version of ``qlint/`` (its git tree, run from an unpacked
@@ -351,6 +351,9 @@ class QlintCode:
     def env(self) -> dict:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(self.path)
+        # `python -m qlint` run from a checkout would put the working directory first on sys.path and import
+        # the work tree's qlint (edits included) instead of this snapshot: keep the snapshot first
+        env["PYTHONSAFEPATH"] = "1"
         env.setdefault("PYTHONWARNINGS", "ignore")
         return env
 
@@ -960,6 +963,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emit-only", action="store_true",
                         help="with --recheck: only `qlint emit` on the models whose wrapped flow fails")  # fmt: skip
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--tree", default="",
+                        help="report the predictions of this qlint/ tree (e.g. the one a run started with: "
+                             "before/after tables); default: the current commit's, else the latest")  # fmt: skip
     parser.add_argument("--all-versions", action="store_true",
                         help="report the latest prediction per model whatever qlint code made it (default: the "
                              "current commit's qlint code)")  # fmt: skip
@@ -1016,7 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             for future in [pool.submit(one, e) for e in todo]:
                 future.result()
-    rows = load(results, None if args.all_versions else code_at.tree)
+    rows = load(results, args.tree or (None if args.all_versions else code_at.tree))
     if groups != list(GROUPS) or only:
         rows = [r for r in rows if r["group"] in groups and (not only or r["id"] in only or r["name"] in only)]
     report(rows)

@@ -322,3 +322,34 @@ def test_random_init_on_meta_builds_or_fails_as_on_the_cpu(write, qlint_json):
     accepted = write("nograd.py", INIT_ON_A_LEAF.format(fill="data.uniform_(-1, 1)", comment="accepted"))
     _, found = qlint_json(accepted, "--select", "QL001,QL101")
     assert codes(found) == [("QL101", 13)]  # built, traced and checked: the float input reaching the conv
+
+
+def test_a_model_that_nests_its_own_class_is_still_checked(write, qlint_json):
+    """``QuantWrapper(m)`` where ``m`` holds a ``QuantWrapper`` of its own (torch's test model
+    ``AnnotatedSingleLayerLinearModel``): the root must not be dropped as "a submodule of another model"
+    because its class appears inside itself. Before, this file was "All checks passed!" while its
+    forward fails after convert (double quantization, QL109)."""
+    path = write(
+        "nested.py",
+        """
+        # qlint: input-shape = 1x5
+        import torch.nn as nn
+        from torch.ao.quantization import QuantWrapper
+
+
+        class Annotated(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = QuantWrapper(nn.Linear(5, 5))
+
+            def forward(self, x):
+                return self.fc(x)
+
+
+        def build_model():
+            return QuantWrapper(Annotated())
+        """,
+    )
+    code, found = qlint_json(path)
+    assert code == 1
+    assert codes(found) == [("QL109", 16)]

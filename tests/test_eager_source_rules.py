@@ -178,6 +178,21 @@ def test_ql304_engine_of_another_cpu_family_than_the_host(write, qlint_json):
     assert qlint_json(write("host.py", ENGINE.format(engine="x86")), "--select", "QL304")[1] == []
 
 
+def test_ql304_reads_the_target_cpu_from_the_command_line_and_the_config(write, qlint_json, tmp_path):
+    """The engine is judged against the deployment CPU (`--target-cpu`, config `target-cpu`), not always
+    against the host: qnnpack is right for an ARM target, x86 is wrong for it, whatever runs qlint."""
+    qnnpack = write("mobile.py", ENGINE.format(engine="qnnpack"))
+    x86 = write("server.py", ENGINE.format(engine="x86"))
+    assert qlint_json(qnnpack, "--select", "QL304", "--target-cpu", "arm")[1] == []
+    _, diags = qlint_json(x86, "--select", "QL304", "--target-cpu", "arm")
+    assert codes(diags) == [("QL304", 5)] and "the target CPU is `arm` (--target-cpu)" in diags[0]["message"]
+    _, diags = qlint_json(qnnpack, "--select", "QL304", "--target-cpu", "x86-avx2")
+    assert codes(diags) == [("QL304", 5)] and "made for ARM CPUs" in diags[0]["message"]
+    write("pyproject.toml", '[tool.qlint]\ntarget-cpu = "arm"\n')
+    assert qlint_json(qnnpack, "--select", "QL304", cwd=tmp_path)[1] == []
+    assert codes(qlint_json(x86, "--select", "QL304", cwd=tmp_path)[1]) == [("QL304", 5)]
+
+
 TWO_TARGETS = """
 import torch
 import torch.nn as nn

@@ -118,3 +118,52 @@ def test_an_inconclusive_probe_is_reported_not_silent(write, qlint_json):
     notes = [d for d in found if d["code"] == "QL105"]
     assert [(d["severity"], d["location"]["row"]) for d in notes] == [("info", 15)]
     assert "could not tell" in notes[0]["message"]
+
+
+MEAN_HEAD = """
+import torch
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.Conv{d}d(3, 8, 3, padding=1)
+        self.pool = nn.{pool}
+        self.classifier = nn.Conv{d}d(8, 10, 1)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.classifier(self.pool(self.conv(self.quant(x))))
+        x = torch.mean(x, dim={dims})
+        return self.dequant(x)
+"""
+
+
+@pytest.mark.parametrize(
+    ("d", "pool", "dims", "shape", "fails"),
+    [
+        (3, "AdaptiveAvgPool3d(1)", "(2, 3, 4)", (1, 3, 4, 8, 8), True),  # torchvision's s3d head
+        (2, "AdaptiveAvgPool2d(1)", "(2, 3)", (1, 3, 8, 8), True),
+        (2, "AdaptiveAvgPool2d(2)", "(2, 3)", (1, 3, 8, 8), False),
+        (2, "Identity()", "(2, 3)", (1, 3, 1, 1), True),
+    ],
+)
+def test_a_kernel_that_refuses_the_models_layout_is_an_error(write, qlint_json, d, pool, dims, shape, fails):
+    """A quantized conv returns a channels-last tensor; ``torch.mean`` of one whose spatial sizes are all 1
+    raises ("required rank 5 tensor to use channels_last_3d format") although the kernel exists. The probe
+    runs the op at the model's shape and the layout the quantized conv gives, and the real flow agrees."""
+    import torch
+
+    from tests.real_flow import load, real_flow
+
+    path = write("net.py", MEAN_HEAD.format(d=d, pool=pool, dims=dims))
+    error = real_flow(load(path, "Net()"), lambda: torch.rand(shape))
+    assert (error or "").startswith("forward: RuntimeError: required rank") is fails
+    code, found = qlint_json(path, "--input-shape", "x".join(map(str, shape)))
+    errors = [(d["code"], d["location"]["row"]) for d in found if d["severity"] == "error"]
+    assert errors == ([("QL105", 17)] if fails else [])
+    if fails:
+        assert "fails on the quantized tensor it receives (RuntimeError: required rank" in found[0]["message"]

@@ -75,6 +75,7 @@ class NodeFacts:
     swapped: bool = False  # convert replaces it with a quantized kernel
     quantized_support: bool | None = None  # probe result when a quantized tensor arrives
     probe_error: str = ""
+    layout: torch.memory_format | None = None  # a quantized value's channels-last layout after convert
     value: object = field(default=_UNKNOWN, repr=False)
 
 
@@ -326,10 +327,11 @@ class QGraph:
             facts.kind = Kind.FLOAT  # a quantized embedding is weight-only: float out
         elif facts.swapped:
             facts.kind = Kind.QUANT
+            facts.layout = self._swapped_layout(module, node, facts)
         elif first is Kind.QUANT:
             key = ("module", type(module), module.extra_repr(), self._signature(node))
-            ok, out, error = support.probe(key, lambda: self._probe_module(module, node))
-            facts.quantized_support, facts.probe_error = ok, error
+            ok, out, error, layout = support.probe(key, lambda: self._probe_module(module, node))
+            facts.quantized_support, facts.probe_error, facts.layout = ok, error, layout
             facts.kind = Kind(out) if ok else Kind.QUANT
         else:
             facts.kind = _kind_from_value(facts.value) if facts.value is not _UNKNOWN else first
@@ -343,6 +345,8 @@ class QGraph:
             self._execute(facts, lambda: run_float_functional(self.root, qualname, method, args[2:], kwargs))
         facts.swapped = type(module) in support.swapped_module_types() and self.quantized_by_qconfig(qualname)
         facts.kind = Kind.QUANT if facts.swapped else _join(facts.input_kinds)
+        if facts.swapped:  # quantized add/mul/cat allocate their output like their first operand
+            facts.layout = next((self.facts(n.name).layout for n in node.all_input_nodes), None)
 
     def _function_node(self, node: fx.Node, facts: NodeFacts) -> None:
         args, kwargs, known = self._values(node)
@@ -350,10 +354,10 @@ class QGraph:
             self._execute(facts, lambda: _call(node, args, kwargs))
         kinds = {k for k in facts.input_kinds if k in (Kind.FLOAT, Kind.QUANT)}
         if Kind.QUANT in kinds:
-            ok, out, error = support.probe(
+            ok, out, error, layout = support.probe(
                 ("op", node.op, node.target, self._signature(node)), lambda: self._probe_function(node)
             )
-            facts.quantized_support, facts.probe_error = ok, error
+            facts.quantized_support, facts.probe_error, facts.layout = ok, error, layout
             facts.kind = Kind(out) if ok else (Kind.QUANT if ok is False else self._guess_kind(node, Kind.QUANT))
         elif facts.value is not _UNKNOWN:
             facts.kind = _kind_from_value(facts.value)
@@ -367,6 +371,15 @@ class QGraph:
             return Kind.NONE
         return tensor_kind
 
+    def _swapped_layout(self, module: nn.Module, node: fx.Node, facts: NodeFacts) -> torch.memory_format | None:
+        """The layout of a swapped module's quantized output (channels-last for torch's int8 convs)."""
+        source = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        value = self.facts(source.name).value if source is not None else _UNKNOWN
+        out = facts.value
+        if not isinstance(value, torch.Tensor) or not isinstance(out, torch.Tensor) or out.dim() not in (4, 5):
+            return None
+        return support.quantized_output_layout(module, tuple(value.shape), self.facts(source.name).layout)
+
     # ---- probes --------------------------------------------------------------------------------
 
     def _signature(self, node: fx.Node) -> object:
@@ -375,18 +388,19 @@ class QGraph:
             value = facts.value
             if facts.kind in (Kind.QUANT, Kind.FLOAT):
                 shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
-                return ("Q" if facts.kind is Kind.QUANT else "F", shape, getattr(value, "dtype", None))
+                layout = str(facts.layout) if facts.kind is Kind.QUANT and facts.layout is not None else None
+                return ("Q" if facts.kind is Kind.QUANT else "F", shape, getattr(value, "dtype", None), layout)
             return support.signature(value) if value is not _UNKNOWN else ("T", None, None)
 
         return support.signature((fx.node.map_arg(node.args, sig), fx.node.map_arg(node.kwargs, sig)))
 
-    def _materialize(self, node: fx.Node, shrink: bool):
-        maker = support.Materialize(shrink)
+    def _materialize(self, node: fx.Node, shrink: bool, float_only: bool = False):
+        maker = support.Materialize(shrink, float_only)
 
         def real(n: fx.Node) -> object:
             facts = self.facts(n.name)
             if facts.kind in (Kind.QUANT, Kind.FLOAT):
-                return maker.value(facts.value, facts.kind is Kind.QUANT)
+                return maker.value(facts.value, facts.kind is Kind.QUANT, facts.layout)
             if facts.value is _UNKNOWN or isinstance(facts.value, torch.Tensor):
                 maker.failed = maker.failed or facts.value is _UNKNOWN
                 return maker.tensor(facts.value, False) if isinstance(facts.value, torch.Tensor) else None
@@ -404,6 +418,9 @@ class QGraph:
         Whether torch has a quantized kernel does not depend on the size, so the dispatcher's
         "no QuantizedCPU kernel" at the small shape is final; any other error is a shape that did not
         fit the op, and the probe is repeated at the model's shape (inconclusive if that is too big).
+        When that fails too, the same op runs on float tensors of the same shapes, as in the float
+        model: if they pass, the converted model's tensor is what the op refuses (``FailsOnQuantized``),
+        else the shapes qlint computed are at fault and the probe stays inconclusive.
         """
         try:
             args, kwargs = self._materialize(node, shrink=True)
@@ -412,7 +429,18 @@ class QGraph:
             if support.missing_kernel(exc):
                 raise
         args, kwargs = self._materialize(node, shrink=False)
-        return run(args, kwargs)
+        try:
+            return run(args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            if support.missing_kernel(exc) or isinstance(exc, _Inconclusive):
+                raise
+            failure = exc
+        args, kwargs = self._materialize(node, shrink=False, float_only=True)
+        try:
+            run(args, kwargs)
+        except Exception:  # noqa: BLE001 - float fails too: qlint's shapes, not the quantized kernel
+            raise failure from None
+        raise support.FailsOnQuantized(failure)
 
     def _probe_function(self, node: fx.Node) -> object:
         return self._at_small_then_own_shape(node, lambda args, kwargs: _call(node, args, kwargs))

@@ -365,15 +365,15 @@ def select_roots(built: list[tuple[ModelSpec, object]]) -> list[tuple[ModelSpec,
     """Drop models whose class is a submodule of another found model: they are checked through it.
 
     A class of the checked file found twice (as a class and through a factory) is checked once;
-    library classes (two factories building different torchvision ResNets) are all kept.
+    library classes (two factories building different torchvision ResNets) are all kept. A model is
+    dropped only for another model holding a submodule of its class with at least its module types, so
+    a model that nests its own class (``QuantWrapper(m)`` where ``m`` holds a ``QuantWrapper``) is kept.
     """
-    inner_types: set[type] = set()
-    for _, model in built:
-        inner_types.update(type(m) for m in list(model.modules())[1:])
+    kinds = [_module_types(model) for _, model in built]
     roots, seen = [], set()
-    for spec, model in built:
+    for i, (spec, model) in enumerate(built):
         cls = type(model)
-        if cls in inner_types:
+        if any(j != i and _holds(other, cls, kinds[i]) for j, (_, other) in enumerate(built)):
             continue
         if _defined_in(cls, spec.path):
             if cls in seen:
@@ -381,6 +381,15 @@ def select_roots(built: list[tuple[ModelSpec, object]]) -> list[tuple[ModelSpec,
             seen.add(cls)
         roots.append((spec, model))
     return roots
+
+
+def _module_types(model: object) -> frozenset[type]:
+    return frozenset(type(m) for m in model.modules())
+
+
+def _holds(model: object, cls: type, kinds: frozenset[type]) -> bool:
+    """``model`` has a submodule of class ``cls`` that contains at least the module types ``kinds``."""
+    return any(type(m) is cls and _module_types(m) >= kinds for m in list(model.modules())[1:])
 
 
 def _defined_in(cls: type, path: str) -> bool:

@@ -8,7 +8,13 @@ Kernel support does not depend on the size of the tensors, so a probe first runs
 (spatial dimensions shrunk, consistently across the arguments); only when that shape does not fit
 the op (e.g. a kernel larger than the shrunk input, a ``view`` with explicit sizes) does it run at
 the model's own shape, up to ``MAX_PROBE_ELEMENTS``. A probe that still cannot run is inconclusive,
-and the rules say so rather than treating it as supported.
+and the rules say so rather than treating it as supported, unless the same op runs on float tensors of
+the same shapes: then it is the quantized tensor that fails (e.g. ``torch.mean`` of a channels-last
+quantized tensor whose spatial dimensions are all 1), and the converted model fails there too.
+
+Quantized tensors are made with the memory layout they have in the converted model: the layout a
+swapped module's quantized kernel returns is asked of torch (``quantized_output_layout``), and a probe
+reports the layout of what it produced, so it follows the tensor through the ops after it.
 """
 
 from __future__ import annotations
@@ -172,22 +178,26 @@ class Materialize:
     """Turns analysis values into real CPU tensors for a probe: quantized where the kind says so.
 
     With ``shrink``, tensors get ``small_shape`` of their shape; without it, their own shape (and the
-    probe is inconclusive above ``MAX_PROBE_ELEMENTS``).
+    probe is inconclusive above ``MAX_PROBE_ELEMENTS``). Quantized tensors get the memory layout they
+    have in the converted model; with ``float_only`` they are contiguous float tensors of the same
+    shape, as in the float model (the control run that tells an op the converted model's tensor makes
+    fail from a shape qlint got wrong).
     """
 
-    def __init__(self, shrink: bool = True) -> None:
+    def __init__(self, shrink: bool = True, float_only: bool = False) -> None:
         self.failed = False
         self.shrink = shrink
+        self.float_only = float_only
 
-    def value(self, value: object, quantized: bool) -> object:
+    def value(self, value: object, quantized: bool, layout: torch.memory_format | None = None) -> object:
         """``value`` with each tensor it holds (in tuples and lists too) made real."""
         if isinstance(value, (tuple, list)):
-            return type(value)(self.value(v, quantized) for v in value)
+            return type(value)(self.value(v, quantized, layout) for v in value)
         if isinstance(value, torch.Tensor) and not value.is_floating_point():
             return self.tensor(value, False)
-        return self.tensor(value, quantized)
+        return self.tensor(value, quantized, layout)
 
-    def tensor(self, value: object, quantized: bool) -> torch.Tensor | None:
+    def tensor(self, value: object, quantized: bool, layout: torch.memory_format | None = None) -> torch.Tensor | None:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else DEFAULT_PROBE_SHAPE
         if self.shrink:
             shape = small_shape(shape)
@@ -200,14 +210,75 @@ class Materialize:
         if isinstance(value, torch.Tensor) and not value.is_floating_point():
             return torch.zeros(shape, dtype=value.dtype)
         data = torch.rand(shape)
-        if not quantized:
+        if quantized and not self.float_only and layout is not None and len(shape) == LAYOUT_RANKS.get(layout):
+            data = torch.empty(shape, memory_format=layout).copy_(data)  # quantize_per_tensor keeps the strides
+        if not quantized or self.float_only:
             return data
         return torch.quantize_per_tensor(data, 0.05, 64, torch.quint8)
 
 
+LAYOUT_RANKS = {torch.channels_last: 4, torch.channels_last_3d: 5}
+
+
+def layout_of(value: object) -> torch.memory_format | None:
+    """The channels-last layout of a quantized tensor (held in ``value``), None when it is contiguous.
+
+    Read from the strides, which stay channels-last even where every spatial size is 1 (there
+    ``is_contiguous()`` is true for both layouts, and torch still treats the tensor as channels-last).
+    """
+    if isinstance(value, (tuple, list)):
+        layouts = {layout_of(v) for v in value}
+        return layouts.pop() if len(layouts) == 1 else None
+    if not isinstance(value, torch.Tensor) or not value.is_quantized or value.dim() not in (4, 5):
+        return None
+    channels = value.shape[1]
+    if channels > 1 and value.stride(1) == 1 and value.stride(-1) == channels:
+        return torch.channels_last if value.dim() == 4 else torch.channels_last_3d
+    return None
+
+
+_layout_cache: dict[object, torch.memory_format | None] = {}
+
+
+def quantized_output_layout(
+    module: nn.Module, shape: tuple[int, ...], incoming: torch.memory_format | None
+) -> torch.memory_format | None:
+    """The layout of what ``module``'s quantized replacement returns for a quantized input of ``shape`` laid
+    out as ``incoming``: asked of torch by converting a copy of it (x86 qconfig, one calibration batch) and
+    running the converted copy on a small input of that layout.
+
+    Cached by module type, input rank and layout; None when it is contiguous or torch cannot tell.
+    """
+    key = (type(module), len(shape), incoming)
+    if key not in _layout_cache:
+        _layout_cache[key] = _converted_layout(module, small_shape(shape), incoming)
+    return _layout_cache[key]
+
+
+def _converted_layout(
+    module: nn.Module, shape: tuple[int, ...], incoming: torch.memory_format | None
+) -> torch.memory_format | None:
+    from torch.ao.quantization import convert, prepare
+
+    qconfig = default_qconfig("x86") or default_qconfig("fbgemm")
+    try:
+        with quiet(), torch.no_grad():
+            model = nn.Sequential(cpu_copy(module)).eval()
+            for tensor in [*model.parameters(), *model.buffers()]:
+                if tensor.is_floating_point():  # a copy of a meta module holds garbage: finite values instead
+                    tensor.uniform_(0.5, 1.0)
+            model.qconfig = qconfig
+            prepare(model, inplace=True)
+            model(torch.rand(shape))
+            convert(model, inplace=True)
+            return layout_of(model[0](Materialize().tensor(torch.empty(shape, device="meta"), True, incoming)))
+    except Exception:  # noqa: BLE001 - a module this simple harness cannot convert: no layout claim
+        return None
+
+
 def signature(value: object) -> object:
-    """A hashable summary of a probe argument (tensors by kind/shape/dtype)."""
-    if isinstance(value, tuple) and len(value) == 3 and value[0] in ("Q", "F", "T"):
+    """A hashable summary of a probe argument (tensors by kind/shape/dtype/layout)."""
+    if isinstance(value, tuple) and len(value) in (3, 4) and value[0] in ("Q", "F", "T"):
         return value
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, tuple(signature(v) for v in value))
@@ -222,24 +293,41 @@ def signature(value: object) -> object:
     return ("obj", type(value).__name__, id(value))
 
 
-_probe_cache: dict[object, tuple[bool | None, str, str]] = {}
+class FailsOnQuantized(Exception):
+    """The op raised on quantized tensors at the model's own shapes and layout, and ran on float tensors of
+    the same shapes: the converted model fails there (a kernel that exists but refuses this input)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{REFUSED}{type(cause).__name__}: {first_line(cause)}")
 
 
-def probe(key: object, run: Callable[[], object]) -> tuple[bool | None, str, str]:
-    """Run ``run`` once per ``key``: (supported?, output kind, error text).
+REFUSED = "at this shape and layout: "  # the probe error of a kernel that exists but refuses the input
 
-    supported is True when it ran, False when torch has no quantized kernel for it,
-    None when the probe itself was inconclusive.
+
+def refused(error: str) -> bool:
+    """A probe error from ``FailsOnQuantized`` (rather than a missing kernel)."""
+    return error.startswith(REFUSED)
+
+
+Outcome = tuple[bool | None, str, str, "torch.memory_format | None"]
+_probe_cache: dict[object, Outcome] = {}
+
+
+def probe(key: object, run: Callable[[], object]) -> Outcome:
+    """Run ``run`` once per ``key``: (supported?, output kind, error text, output layout).
+
+    supported is True when it ran, False when torch has no quantized kernel for it or the kernel
+    refuses the input (``FailsOnQuantized``), None when the probe itself was inconclusive.
     """
     if key in _probe_cache:
         return _probe_cache[key]
     try:
         with quiet(), torch.no_grad():
             result = run()
-        outcome: tuple[bool | None, str, str] = (True, kind_of_value(result), "")
+        outcome: Outcome = (True, kind_of_value(result), "", layout_of(result))
     except Exception as exc:  # noqa: BLE001 - the point is to see whether torch refuses
         text = first_line(exc) or type(exc).__name__
-        outcome = (False if _no_quantized_kernel(exc) else None, "unknown", text)
+        outcome = (False if _no_quantized_kernel(exc) else None, "unknown", text, None)
     _probe_cache[key] = outcome
     return outcome
 
@@ -252,7 +340,7 @@ def missing_kernel(exc: BaseException) -> bool:
 
 def _no_quantized_kernel(exc: Exception) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, NotImplementedError) or any(
+    return isinstance(exc, (NotImplementedError, FailsOnQuantized)) or any(
         marker in text for marker in ("quantizedcpu", "quantized", "qint8", "quint8", "qscheme")
     )
 

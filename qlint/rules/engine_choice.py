@@ -1,6 +1,7 @@
 """The quantized engine against the host and against the qconfig's activation dtype.
 
-QL304 an engine made for another CPU family than the host's (read from ``platform.machine()``);
+QL304 an engine made for another CPU family than the target's (the ``target-cpu`` setting, by default
+this host, read from ``platform.machine()``);
 QL407 activations observed as ``torch.qint8`` for an engine whose kernels take ``quint8``;
 QL411 full-range activations (``reduce_range=False``) for fbgemm/x86 on a CPU without VNNI (the
 ``target-cpu`` setting, by default this host).
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from qlint.source.index import SourceIndex
 
 _HOST_ENGINES = {"x86": ("x86", "fbgemm", "onednn"), "qnnpack": ("qnnpack",)}  # host default -> engines made for it
+_TARGET_ENGINES = {"x86-vnni": "x86", "x86-avx2": "x86", "arm": "qnnpack"}  # --target-cpu -> its default engine
 
 
 def host_description() -> str:
@@ -56,9 +58,10 @@ def host_description() -> str:
 class EngineHostMismatch(Rule):
     """## What it does
     Reports `torch.backends.quantized.engine = "..."` when the engine is made for another CPU
-    family than the host that runs qlint: `"qnnpack"` (ARM's engine) on an x86 host, `"x86"`,
-    `"fbgemm"` or `"onednn"` on an ARM host. The host is read from `platform.machine()`; on any
-    other machine nothing is reported.
+    family than the target CPU: `"qnnpack"` (ARM's engine) on an x86 CPU, `"x86"`, `"fbgemm"` or
+    `"onednn"` on an ARM CPU. The target is `--target-cpu` (`target-cpu` in `[tool.qlint]`):
+    `x86-avx2` or `x86-vnni` (x86), `arm`, or `host` (the default): the machine that runs qlint,
+    read from `platform.machine()`; on any other machine nothing is reported.
 
     ## Why is this bad?
     The engine picks the kernels the quantized model runs. qnnpack's kernels are written for ARM
@@ -81,8 +84,9 @@ class EngineHostMismatch(Rule):
     name = "engine-host-mismatch"
     severity = Severity.WARNING
     basis = (Basis.SOURCE,)
-    summary = "a quantized engine made for another CPU family than the host"
+    summary = "a quantized engine made for another CPU family than the target CPU (by default the host)"
     triggers = ("engine",)
+    reads_settings = True
     examples = (
         Invalid(
             """\
@@ -113,21 +117,41 @@ prepared(torch.rand(1, 3, 32, 32))
 qmodel = convert(prepared)
 """,
         ),
+        Invalid(
+            """\
+import torch
+
+torch.backends.quantized.engine = "x86"  # the model ships to phones
+""",
+            lines=(3,),
+            args=("--target-cpu", "arm"),
+        ),
+        Valid(
+            """\
+import torch
+
+torch.backends.quantized.engine = "qnnpack"  # the model ships to phones
+""",
+            args=("--target-cpu", "arm"),
+        ),
     )
 
-    def check_source(self, index: SourceIndex) -> Iterator[Diagnostic]:
-        host = host_engine()
-        if host is None:
+    def check_source(self, index: SourceIndex, settings: Settings | None = None) -> Iterator[Diagnostic]:
+        chosen = settings.target_cpu if settings is not None else "host"
+        target = host_engine() if chosen == "host" else _TARGET_ENGINES.get(chosen)
+        if target is None:
             return
+        where = (
+            f"this is an {host_description()}" if chosen == "host" else f"the target CPU is `{chosen}` (--target-cpu)"
+        )
         for engine, node in file_engines(index) or ():
-            if engine in _HOST_ENGINES[host]:
+            if engine in _HOST_ENGINES[target]:
                 continue
             made_for = "ARM CPUs" if engine == "qnnpack" else "x86 CPUs"
             yield index.diagnostic(
                 self.code,
-                f'the quantized engine is set to "{engine}", made for {made_for}, but this is an '
-                f'{host_description()}: its int8 kernels run far slower here than the "{host}" engine\'s; '
-                f"use the engine of the machine that runs the model",
+                f'the quantized engine is set to "{engine}", made for {made_for}, but {where}: its int8 kernels '
+                f'run far slower there than the "{target}" engine\'s; use the engine of the machine that runs the model',
                 node,
             )
 

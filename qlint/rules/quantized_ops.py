@@ -23,6 +23,7 @@ from libcst.helpers import get_full_name_for_node
 from qlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
 from qlint.rules.base import Basis, FixAvailability, FixItems, Flow, Invalid, Rule, Valid, shared
 from qlint.rules.float_islands import FloatIsland, first_arg_only, float_island_fixes
+from qlint.rules.quantized_views import VIEW_METHODS
 from qlint.source.edit import attribute_assignments, free_name, methods, parameters
 from qlint.source.idioms import FLOAT_FUNCTIONAL, declare, spelled, stub_names
 from qlint.source.index import self_attributes
@@ -287,6 +288,14 @@ class UnsupportedOpInQuantizedRegion(Rule):
     of the op on a tiny quantized tensor), not from a hand-written list. Points at the line
     that calls it.
 
+    Also reported: an op whose quantized kernel exists but refuses the tensor it gets in the
+    converted model. Quantized convolutions return channels-last tensors (their layout is asked
+    of torch by converting a copy of the module), so the probe runs the op at the model's own
+    shape on a quantized tensor of that layout, and a float control run at the same shape tells
+    a refusal from a shape qlint got wrong. torchvision's `s3d` ends with
+    `torch.mean(x, dim=(2, 3, 4))` after a 1x1x1 conv: `RuntimeError: required rank 5 tensor to
+    use channels_last_3d format`.
+
     ## Why is this bad?
     Eager `convert` leaves such a module or function in float, and the float kernel refuses
     the quantized tensor it now receives. Calibration runs fine; the first forward pass of
@@ -477,10 +486,15 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
             )
         elif facts.op == "call_module" and not facts.swapped and facts.quantized_support is False:
             island = "" if qg.quantized_by_qconfig(facts.module) else " (its qconfig is None, so it stays float)"
+            problem = (
+                f"fails on the quantized tensor it receives ({facts.probe_error[len(support.REFUSED) :]})"
+                if support.refused(facts.probe_error)
+                else f"has no quantized kernel{island} but receives a quantized tensor"
+            )
             yield qg.diagnostic(
                 "QL105",
-                f"`{qg.full(facts.module)}` ({_name(facts)}) has no quantized kernel{island} but receives a quantized "
-                "tensor: wrap it in a float island (DeQuantStub before, QuantStub after)",
+                f"`{qg.full(facts.module)}` ({_name(facts)}) {problem}: wrap it in a float island "
+                "(DeQuantStub before, QuantStub after)",
                 name,
                 data=FloatIsland(f"`{qg.full(facts.module)}`", first_arg_only(qg, name)),
             )
@@ -506,11 +520,17 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     name,
                     data=QuantizedOp(what, joined),
                 )
+            elif facts.quantized_support is False and facts.op == "call_method" and facts.target in VIEW_METHODS:
+                continue  # a `.view` the channels-last strides refuse: QL108
             elif facts.quantized_support is False:
+                problem = (
+                    f"fails on the quantized tensor it receives ({facts.probe_error[len(support.REFUSED) :]})"
+                    if support.refused(facts.probe_error)
+                    else "has no quantized kernel but receives a quantized tensor"
+                )
                 yield qg.diagnostic(
                     "QL105",
-                    f"{what} has no quantized kernel but receives a quantized tensor: "
-                    "dequantize before it and quantize after (a float island)",
+                    f"{what} {problem}: dequantize before it and quantize after (a float island)",
                     name,
                     data=FloatIsland(what, first_arg_only(qg, name)),
                 )
