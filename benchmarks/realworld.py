@@ -734,7 +734,8 @@ def load(results: Path, tree: str | None = None) -> list[dict]:
         check = ([q for q in checks if q["qlint_tree"] == tree] or checks or [None])[-1]
         if check is None:
             continue
-        emits = [q for q in mine if q.get("emit") is not None or q.get("qlint") is not None]
+        # a row that ran emit wins over a check-only row (``--no-emit``, or a wrapped file that runs)
+        emits = [q for q in mine if q.get("emit") is not None] or [q for q in mine if q.get("qlint") is not None]
         emit = ([q for q in emits if q["qlint_tree"] == tree] or emits)[-1]
         rows.append({**row, **check, "emit": emit.get("emit"), "emit_commit": emit["commit"],
                      "emit_tree": emit["qlint_tree"]})  # fmt: skip
