@@ -117,3 +117,46 @@ def test_no_compile_skips_pt2e_candidates(write, qlint):
     path = write("small.py", SMALL)
     r = _verify(qlint, path, "--remedies", "always", "--no-compile", "--cold-calls", "1")
     assert r["candidates"] and not [c for c in r["candidates"] if c["flow"] == "pt2e"]
+
+
+def test_eager_engines_get_torchscript_frozen_twins_whose_change_runs(write, qlint, monkeypatch):
+    """A constructed clock (float 10 ms, eager int8 12 ms, a frozen TorchScript graph 3 ms): each engine's
+    converted model is measured once more as a frozen trace, with the same numerics; the fastest is
+    recommended, and its code change, run on a converted model, gives the converted model's outputs."""
+    import torch
+
+    def call_ms(model, batch):
+        model(*batch)
+        if isinstance(model, torch.jit.ScriptModule):
+            return 3.0
+        return 12.0 if any("quantized" in type(m).__module__ for m in model.modules()) else 10.0
+
+    monkeypatch.setattr(timing, "call_ms", call_ms)
+    path = write("small.py", SMALL)
+    r = _verify(qlint, path, "--backend", "x86", "--remedies", "always", "--no-compile", "--cold-calls", "1")
+    by_name = {c["name"]: c for c in r["candidates"]}
+    twins = {n: c for n, c in by_name.items() if c["scripted"]}
+    assert "x86, TorchScript-frozen" in twins and all(c["error"] is None for c in twins.values()), twins
+    for name, twin in twins.items():  # the same converted model: the same outputs
+        source = by_name.get(name.removesuffix(", TorchScript-frozen")) or by_name["x86 (as configured)"]
+        assert twin["sqnr_db"] == pytest.approx(source["sqnr_db"]) and twin["engine"] == source["engine"]
+    rec = r["recommendation"]
+    assert rec["name"] in twins and rec["speedup_vs_float"] == pytest.approx(10 / 3, abs=1e-3)
+    assert "torch.jit.freeze(torch.jit.trace(model.eval(), example_inputs))" in rec["change"]
+
+    # the change, as written, on a converted copy of the model
+    from torch import nn
+    from torch.ao.quantization import DeQuantStub, QuantStub, convert, get_default_qconfig, prepare
+
+    torch.manual_seed(0)
+    model = nn.Sequential(QuantStub(), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), DeQuantStub()).eval()
+    model.qconfig = get_default_qconfig("x86")
+    prepare(model, inplace=True)
+    example_inputs = (torch.rand(1, 3, 8, 8),)
+    model(*example_inputs)
+    convert(model, inplace=True)
+    expected = model(*example_inputs)
+    scope = {"torch": torch, "model": model, "example_inputs": example_inputs}
+    exec("\n".join(line for line in rec["change"].splitlines() if "engine" not in line), scope)  # noqa: S102
+    assert isinstance(scope["model"], torch.jit.ScriptModule)
+    assert torch.equal(scope["model"](*example_inputs), expected)

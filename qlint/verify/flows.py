@@ -309,6 +309,14 @@ def compiled(model: nn.Module) -> nn.Module:
     return torch.compile(model)
 
 
+def script_frozen(model: nn.Module, example: Batch) -> Callable:
+    """``torch.jit.freeze(torch.jit.trace(model, example))``: an eager/FX int8 model as one TorchScript graph,
+    without a Python call per layer. TorchScript is deprecated in torch 2.x (it warns) but still runs."""
+    with quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.freeze(torch.jit.trace(model.eval(), tuple(example)))
+
+
 def aot_package(model: nn.Module, example: Batch, folder: str) -> tuple[Callable, float, float]:
     """AOTInductor: (the loaded package, build seconds, load ms). Built ahead of time with
     ``aoti_compile_and_package`` from ``torch.export`` of the model; loaded with ``aoti_load_package``."""

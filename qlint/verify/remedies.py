@@ -104,6 +104,14 @@ PT2E_AFTER = (
 )
 
 
+SCRIPTED = (
+    "# after convert(): one frozen TorchScript graph instead of a Python call per layer",
+    "# (TorchScript is deprecated in torch 2.x and warns, but runs; the PT2E flow is its successor)",
+    "with torch.no_grad():",
+    "    model = torch.jit.freeze(torch.jit.trace(model.eval(), example_inputs))",
+)
+
+
 def change(c: Candidate, flow: str, engine: str) -> str:
     """The exact code change a candidate needs, relative to the configuration as given (``engine``)."""
     if c.baseline:
@@ -119,6 +127,8 @@ def change(c: Candidate, flow: str, engine: str) -> str:
             lines.append(f'qconfig_mapping = torch.ao.quantization.get_default_qconfig_mapping("{c.engine}")')
         elif flow == "eager":
             lines.append(f'model.qconfig = torch.ao.quantization.get_default_qconfig("{c.engine}")')
+    if c.scripted:
+        lines += list(SCRIPTED)
     if c.float_modules:
         names = ", ".join(f'"{n}"' for n in c.float_modules)
         if flow == "fx":

@@ -96,6 +96,7 @@ class Candidate:
     speedup: Spread | None = None  # float / int8, pair by pair
     flow: str | None = None  # when it differs from the flow as given (a PT2E candidate of an eager model)
     compiled: bool = False  # measured under torch.compile
+    scripted: bool = False  # measured as a frozen TorchScript trace of the converted model
     suspect: str | None = None  # why its numbers are not believed (never recommended)
 
     def to_json(self) -> dict:
@@ -104,6 +105,7 @@ class Candidate:
             "engine": self.engine,
             "flow": self.flow,
             "compiled": self.compiled,
+            "scripted": self.scripted,
             "float_modules": list(self.float_modules),
             "int8_ms": _r(self.int8_ms),
             "sqnr_db": _r(self.sqnr_db),

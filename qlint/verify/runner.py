@@ -30,6 +30,7 @@ from qlint.verify.flows import (
     pt2e_available,
     quiet,
     run_tracked,
+    script_frozen,
     usable_engines,
     use_engine,
 )
@@ -378,7 +379,27 @@ def try_remedies(
         if flow_name != flow:
             m.candidate.flow = flow_name
         out.append(m)
+    if flow != "pt2e":
+        engines = [m for m in [main, *out] if m.runnable is not None and not m.candidate.float_modules]
+        out += [scripted_twin(m, held, ref, step) for m in engines if m.candidate.flow in (None, flow)]
     return out
+
+
+def scripted_twin(m: Measured, held: Sequence[Batch], ref: Sequence[torch.Tensor], step: Step) -> Measured:
+    """The same converted model as one frozen TorchScript graph (no Python call per layer): the per-layer
+    overhead of eager int8 is part of what a user measures, and this removes it."""
+    engine = m.candidate.engine
+    label = f"{m.candidate.name.removesuffix(' (as configured)')}, TorchScript-frozen"
+    step(f"remedy: {label}")
+    twin = Measured(Candidate(label, engine, scripted=True), m.flow, m.converted)
+    try:
+        with use_engine(engine):
+            twin.runnable = script_frozen(m.converted, held[0])
+            return _scored(twin, ref, accuracy.outputs(twin.runnable, held))
+    except Exception as exc:  # noqa: BLE001 - a model TorchScript cannot trace is reported, never fatal
+        twin.runnable = None
+        twin.candidate.error = f"{type(exc).__name__}: {first_line(exc, 160)}"
+        return twin
 
 
 def _failed(failed: StepFailed) -> str:
