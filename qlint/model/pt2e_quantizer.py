@@ -76,16 +76,11 @@ def quantizer_for(name: str | None = None, *, for_compile: bool = True, qat: boo
     if name not in QUANTIZERS:
         raise ValueError(f"unknown quantizer {name!r}: expected one of {', '.join(QUANTIZERS)}")
     require_torchao()
-    if name in ("x86", "arm") and not for_compile:
-        with annotation_only_import():
+    if name in _INDUCTOR_QUANTIZERS:
+        class_name, config_name = _INDUCTOR_QUANTIZERS[name]
+        with contextlib.nullcontext() if for_compile else annotation_only_import():
             module = _import(QUANTIZER_MODULES[name])
-    elif name in ("x86", "arm"):
-        module = _import(QUANTIZER_MODULES[name])
-    if name == "x86":
-        config = module.get_default_x86_inductor_quantization_config(is_qat=qat)
-        return module.X86InductorQuantizer().set_global(config)
-    if name == "arm":
-        return module.ArmInductorQuantizer().set_global(module.get_default_arm_inductor_quantization_config(is_qat=qat))
+        return getattr(module, class_name)().set_global(getattr(module, config_name)(is_qat=qat))
     try:
         module = importlib.import_module(QUANTIZER_MODULES[name])
     except ImportError as exc:
@@ -94,6 +89,13 @@ def quantizer_for(name: str | None = None, *, for_compile: bool = True, qat: boo
             "(`pip install executorch`); use --quantizer x86 or arm"
         ) from exc
     return module.XNNPACKQuantizer().set_global(module.get_symmetric_quantization_config(is_qat=qat))
+
+
+# torchao's inductor quantizers: their class and default-config function, in QUANTIZER_MODULES' module
+_INDUCTOR_QUANTIZERS = {
+    "x86": ("X86InductorQuantizer", "get_default_x86_inductor_quantization_config"),
+    "arm": ("ArmInductorQuantizer", "get_default_arm_inductor_quantization_config"),
+}
 
 
 class _NoOpModule(types.ModuleType):

@@ -381,7 +381,7 @@ def try_remedies(
         out.append(m)
     if flow != "pt2e":
         engines = [m for m in [main, *out] if m.runnable is not None and not m.candidate.float_modules]
-        out += [scripted_twin(m, held, ref, step) for m in engines if m.candidate.flow in (None, flow)]
+        out += [scripted_twin(m, held, ref, step) for m in engines if m.candidate.flow is None]
     return out
 
 
