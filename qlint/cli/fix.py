@@ -202,7 +202,7 @@ def _emit(args: argparse.Namespace) -> int:
 
     try:
         unsafe = getattr(args, "unsafe_fixes", False)
-        name, fixed = emit(args.path, args.output, load_settings(args.path), args.model_expr, unsafe=unsafe)
+        name, fixed, notes = emit(args.path, args.output, load_settings(args.path), args.model_expr, unsafe=unsafe)
     except (EmitError, FixError) as exc:
         print(f"qlint: error: {args.path}: {exc}; nothing was written", file=sys.stderr)
         return 2
@@ -211,6 +211,8 @@ def _emit(args: argparse.Namespace) -> int:
         print(f"qlint: error: {args.output}: cannot write ({reason}); nothing was written", file=sys.stderr)
         return 2
     print(f"Wrote {args.output}: a quantizable `{name}` ({fixed} fixes applied to the library code).")
+    for note in notes:
+        print(f"  {note}")
     return 0
 
 

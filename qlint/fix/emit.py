@@ -61,8 +61,11 @@ UNSAFE_NOTE = """
 Emitted with --unsafe-fixes: ReLU6 -> ReLU at {sites}, so the float outputs differ from the original's."""
 
 
-def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsafe: bool = False) -> tuple[str, int]:
-    """Write the quantizable copy of the library model built by ``path`` to ``out``; (model name, fixes).
+def emit(
+    path: str, out: str, settings: Settings, expr: str | None = None, unsafe: bool = False
+) -> tuple[str, int, list[str]]:
+    """Write the quantizable copy of the library model built by ``path`` to ``out``; (model name, fixes, notes for
+    the user: what the measured float fallback keeps float, or why the copy still does not convert).
 
     ``unsafe`` also applies the fixes that change numerics (ReLU6 -> ReLU so Conv-BN-ReLU fuses, as
     torchvision's hand-written quantizable models do) or interfaces.
@@ -90,9 +93,10 @@ def emit(path: str, out: str, settings: Settings, expr: str | None = None, unsaf
     text, islands = with_float_islands(outcome.text, model, outcome.remaining)
     text, paddings = with_explicit_padding(text, model)
     text, parts = with_quantized_parts(text, model, outcome.remaining)
+    text, fallback = with_float_fallback(text, out, model, settings)
     _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
     write_atomic(out, text)
-    return spec.name, outcome.fixed + rewrites + islands + paddings + parts
+    return spec.name, outcome.fixed + rewrites + islands + paddings + parts + fallback.kinds, fallback.notes()
 
 
 FLOAT_ISLANDS = '''
@@ -243,6 +247,27 @@ def with_quantized_parts(text: str, model, remaining) -> tuple[str, int]:
                ("QuantStub", "from torch.ao.quantization import QuantStub"))  # fmt: skip
     build = _wrapped_build(text, "quantized_parts", [f'"{n}"' for n in names], QUANTIZED_PARTS, imports)
     return build, len(names) if build != text else 0
+
+
+def with_float_fallback(text: str, out: str, model, settings: Settings):
+    """What still fails at the first int8 forward runs in float, found by real conversions (``qlint.fix.fallback``);
+    (text, the search's ``Fallback``)."""
+    import torch
+
+    from qlint.fix.fallback import FLOAT_FALLBACK, IMPORTS, Fallback, measured_fallback
+
+    x = _example_input(model, settings.input_shape)
+    if x is None:
+        return text, Fallback(failure="not measured: no example input (add `# qlint: input-shape = ...`)")
+
+    def example():
+        return torch.randint_like(x, 0, int(x.max()) + 1) if not x.is_floating_point() else torch.rand_like(x)
+
+    def wrap(text: str, extra: list[str]) -> str:
+        return _wrapped_build(text, "float_fallback", extra, FLOAT_FALLBACK, IMPORTS)
+
+    engine = settings.backend if settings.backend in ("x86", "fbgemm", "onednn", "qnnpack") else "x86"
+    return measured_fallback(text, out, model, example, wrap, engine=engine)
 
 
 def _floatable(module) -> bool:

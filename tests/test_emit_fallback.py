@@ -1,0 +1,153 @@
+"""`qlint emit`'s measured float fallback (qlint/fix/fallback.py): what the fix loop cannot rewrite and still fails at
+the first int8 forward runs in float, found by real conversions. Each test writes a tiny library shaped like the
+corpus models that failed (timm's attention, layer scale, position embedding) and the user's file building it, runs
+the CLI, and judges the emitted file as the corpus does: it loads the original state_dict (strict), gives the same
+float output, converts and runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_emit_corpus import _original, _same_float_output
+from test_fix import eager_flow, load
+
+ATTENTION_LIB = """
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    '''timm's attention: two quantized tensors meet in `@` (no quantized kernel, nothing a call-site fix can wrap).'''
+
+    def __init__(self, dim: int, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attn = (q @ k.transpose(-2, -1)) * self.scale
+        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, c)
+        return self.proj(x)
+
+
+class Tiny(nn.Module):
+    '''A ViT in miniature: patch conv, a learned position embedding added in the root's own code, attention.'''
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 4, stride=4)
+        self.pos = nn.Parameter(torch.randn(1, 4, dim) * 0.02)
+        self.attn = Attention(dim)
+        self.head = nn.Linear(dim, 5)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2) + self.pos
+        x = x + self.attn(x)
+        return self.head(x.mean(1))
+"""
+
+USER_FILE = "import {lib}\n\n\ndef build_model():\n    return {lib}.{expr}\n"
+SHAPE = (1, 3, 8, 8)
+
+
+def _emit(write, qlint, tmp_path, lib: str, source: str, expr: str):
+    write(f"{lib}.py", source)
+    pragma = f"# qlint: input-shape = {'x'.join(map(str, SHAPE))}\n"
+    path = write("model.py", pragma + USER_FILE.format(lib=lib, expr=expr))
+    out = tmp_path / "emitted.py"
+    code, stdout, err = qlint("emit", path, "-o", out)
+    return code, stdout, err, out
+
+
+def test_emit_runs_attentions_own_code_in_float_and_keeps_its_layers_int8(write, qlint, tmp_path):
+    """Before: the emitted file kept `q @ k` and `+ self.pos` on quantized tensors and failed at its first int8
+    forward (timm's ViTs: `qscheme`, `promoteTypes`). Now the classes whose own code fails run it in float."""
+    code, stdout, err, out = _emit(write, qlint, tmp_path, "attnlib", ATTENTION_LIB, "Tiny()")
+    assert (code, err) == (0, ""), err
+    assert "Measured: the int8 forward failed in their own code, which now runs in float" in stdout
+    assert "Attention" in stdout and "Not converted" not in stdout
+    text = out.read_text()
+    assert "float_fallback(" in text and "float_code=(" in text
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "attnlib", "attnlib.Tiny()"), emitted, SHAPE)
+    assert eager_flow(emitted, SHAPE) > 10  # converts, runs, and is close to float
+    quantized = torch.ao.nn.quantized
+    assert isinstance(emitted.attn.qkv, quantized.Linear) and isinstance(emitted.attn.proj, quantized.Linear)
+    assert isinstance(emitted.patch, quantized.Conv2d)  # only the failing code went float, not its layers
+
+
+SILU_LIB = """
+import torch
+from torch import nn
+
+
+class ConvAct(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(ConvAct(3, 4), ConvAct(4, 4))
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.body(x).mean((2, 3)))
+"""
+
+
+def test_emit_runs_a_torch_layer_without_a_quantized_kernel_in_float(write, qlint, tmp_path):
+    """nn.SiLU has no quantized kernel and `convert` does not swap it: it runs in float between stubs, its convs
+    stay int8."""
+    code, stdout, err, out = _emit(write, qlint, tmp_path, "siluib", SILU_LIB, "Net()")
+    assert (code, err) == (0, ""), err
+    assert "Not converted" not in stdout
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "siluib", "siluib.Net()"), emitted, SHAPE)
+    assert eager_flow(emitted, SHAPE) > 10
+    assert isinstance(emitted.body[0].conv, torch.ao.nn.quantized.Conv2d | torch.ao.nn.intrinsic.quantized.ConvReLU2d)
+
+
+WEIGHT_LIB = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Net(nn.Module):
+    '''Reads a layer's weight in its own code: after `convert` the quantized layer's `weight` is a method.'''
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return F.linear(self.conv(x).mean((2, 3)), self.fc.weight, self.fc.bias)
+"""
+
+
+def test_emit_says_when_no_float_fallback_makes_the_model_convert(write, qlint, tmp_path):
+    """The root's own code reads `self.fc.weight` (a method after `convert`): only a float root would run, which is
+    no quantized model. The file is still written (it loads and gives the same float output), and the user is told
+    it does not convert and why, never silence."""
+    code, stdout, err, out = _emit(write, qlint, tmp_path, "weightlib", WEIGHT_LIB, "Net()")
+    assert (code, err) == (0, ""), err
+    assert "Not converted: the int8 model fails at forward" in stdout
+    assert "its root model would have to run in float" in stdout
+    assert "float_fallback(" not in out.read_text()  # a fallback that does not work is not written
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "weightlib", "weightlib.Net()"), emitted, SHAPE)
+    with pytest.raises(TypeError, match="weight"):
+        eager_flow(emitted, SHAPE)
