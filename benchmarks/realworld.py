@@ -911,19 +911,27 @@ def emit_report(rows: list[dict], groups: list[str], p) -> None:
     p("Emitted from the plain file; judged: loads the original's state_dict (strict), `torch.equal` float output,")
     p("then `fuse_model()` when it has one, x86 qconfig, prepare, 2 calibration batches, convert, one forward.")
     p()
-    p("| group | wrapped flow fails | emitted | loads + identical output | converts and runs | emitted identical "
-      "/ fails | runs / identical |")  # fmt: skip
-    p("|---|---:|---:|---:|---:|---:|---:|")
+    p("A model not yet tried counts as not emitted in `emitted identical / fails`.")
+    p()
+    p("| group | wrapped flow fails | emit tried | emitted | loads + identical output | converts and runs | emitted "
+      "identical / fails | emitted identical / tried | runs / identical |")  # fmt: skip
+    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    untried: list[str] = []
     for group in [*groups, "all"]:
         sel = [r for r in rows if group in ("all", r["group"]) and judged(r, "wrapped")]
         sel = [r for r in sel if not r["real"]["wrapped"]["ok"]]
         emits = [r["emit"] for r in sel if r.get("emit")]
+        if group == "all":
+            untried = sorted(r["id"] for r in sel if not r.get("emit"))
         written = [e for e in emits if e["written"]]
         same = [e for e in written if e["check"]["loads"] and e["check"]["identical"]]
         runs = [e for e in same if e["check"]["ok"]]
-        p(f"| {group} | {len(sel)} | {len(written)} | {len(same)} | {len(runs)} | {ratio(len(same), len(sel))} | "
-          f"{ratio(len(runs), len(same))} |")  # fmt: skip
+        counts = f"| {group} | {len(sel)} | {len(emits)} | {len(written)} | {len(same)} | {len(runs)} |"
+        p(f"{counts} {ratio(len(same), len(sel))} | {ratio(len(same), len(emits))} | {ratio(len(runs), len(same))} |")
     p()
+    if untried:
+        p(f"Not tried yet ({len(untried)}; `--recheck --emit-only` tries them): {', '.join(untried)}")
+        p()
     p("### Causes of the rest (models whose emitted file is missing, differs, or does not convert and run)")
     causes: dict[str, list[str]] = defaultdict(list)
     for r in tried:
