@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.real_flow import load, real_flow
@@ -37,3 +38,27 @@ def test_quant_wrapper_around_a_model_with_its_own_stubs(write, qlint, qlint_jso
     assert real_flow(fixed, image) is None
     _, found = qlint_json(path, "--input-shape", "1x3x64x64", "--select", "QL1")
     assert found == []
+
+
+CORPUS_IDS = """
+# qlint: input-shape = 1x12
+from torch.testing._internal.common_quantization import ManualEmbeddingBagLinear
+from torch.ao.quantization import QuantWrapper
+
+
+def build_model():
+    return QuantWrapper(ManualEmbeddingBagLinear())
+"""
+
+
+def test_quant_wrapper_around_a_model_fed_token_ids(write, qlint_json):
+    """The corpus's wrapped torch-test/ManualEmbeddingBagLinear: the real flow fails at calibration (the wrapper's
+    stub observes the integer ids) and qlint said "All checks passed!": it saw a float input, since the ids reach
+    the EmbeddingBag through the stub."""
+    pytest.importorskip("expecttest")
+    path = write("ids.py", CORPUS_IDS)
+    _, found = qlint_json(path)
+    assert ("QL109", 7) in [(d["code"], d["location"]["row"]) for d in found]
+    assert "integer token ids (int64)" in next(d["message"] for d in found if d["code"] == "QL109")
+    verdict = real_flow(load(path, "build_model()"), lambda: torch.randint(0, 10, (1, 12)))
+    assert verdict is not None and verdict.startswith("calibrate: RuntimeError")

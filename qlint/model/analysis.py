@@ -279,14 +279,19 @@ class QGraph:
         return node.args[0] if node.args else _UNKNOWN
 
     def _feeds_index_module(self, node: fx.Node) -> bool:
-        """The input goes straight into an ``nn.Embedding``/``EmbeddingBag``: token ids, not a float tensor."""
-        return any(
-            user.op == "call_module"
-            and user.args
-            and user.args[0] is node
-            and isinstance(self.submodule(user.target), support.INDEX_INPUT_TYPES)
-            for user in node.users
-        )
+        """The input goes into an ``nn.Embedding``/``EmbeddingBag``, straight or through QuantStubs (a
+        ``QuantWrapper`` around a model that starts with one): token ids, not a float tensor."""
+        from torch.ao.quantization import QuantStub
+
+        for user in node.users:
+            if user.op != "call_module" or not user.args or user.args[0] is not node:
+                continue
+            module = self.submodule(user.target)
+            if isinstance(module, support.INDEX_INPUT_TYPES):
+                return True
+            if isinstance(module, QuantStub) and self._feeds_index_module(user):
+                return True
+        return False
 
     def _values(self, node: fx.Node):
         unknown = []

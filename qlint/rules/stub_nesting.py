@@ -1,5 +1,6 @@
 """QL109: a QuantStub that receives an already-quantized tensor (an outer stub or ``QuantWrapper`` around a
-model that quantizes its own input), and its fix: the file's ``QuantWrapper(model)`` becomes ``model``."""
+model that quantizes its own input), and its fix: the file's ``QuantWrapper(model)`` becomes ``model``. Also a
+QuantStub fed integer token ids (a ``QuantWrapper`` around a model that starts with an embedding): no fix."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class DoubleQuantization(Rule):
     or a `QuantWrapper` around a model that quantizes its own input, or nested stubs. Points at
     the outer stub (for a `QuantWrapper`, the line of the file that builds it).
 
+    Also a `QuantStub` fed integer token ids (a `QuantWrapper` around a model that starts with an
+    `nn.Embedding`/`EmbeddingBag`): ids are not quantized, the embedding takes them as they are.
+
     ## Why is this bad?
     After `convert` the inner stub is a `Quantize` module, and quantizing a quantized tensor has no
     kernel; the first forward pass of the converted model fails:
@@ -37,8 +41,15 @@ class DoubleQuantization(Rule):
     NotImplementedError: Could not run 'aten::quantize_per_tensor' with arguments from the 'QuantizedCPU' backend.
     ```
 
+    A stub fed token ids fails earlier, in calibration (its observer takes float tensors only):
+
+    ```text
+    RuntimeError: expected scalar type Float but found Long
+    ```
+
     ## Use instead
-    Quantize once: drop the outer wrapper when the model already has its own stubs.
+    Quantize once: drop the outer wrapper when the model already has its own stubs. Feed token ids
+    to the embedding unquantized (its weight-only qconfig quantizes the table, not the ids).
 
     ## Fix safety
     Safe when the file builds the outer stub as `QuantWrapper(model)`: the fix writes `model`.
@@ -100,6 +111,31 @@ def build_model() -> nn.Module:
     return Net()
 """,
         ),
+        Invalid(
+            """\
+# qlint: input-shape = 1x12
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub, QuantWrapper, float_qparams_weight_only_qconfig
+
+
+class Bag(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.EmbeddingBag(10, 12, mode="sum")
+        self.emb.qconfig = float_qparams_weight_only_qconfig
+        self.quant = QuantStub()
+        self.fc = nn.Linear(12, 4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, ids):
+        return self.dequant(self.fc(self.quant(self.emb(ids))))
+
+
+def build_model() -> nn.Module:
+    return QuantWrapper(Bag())
+""",
+            lines=(20,),
+        ),
         Valid(
             """\
 import torch.nn as nn
@@ -128,6 +164,16 @@ def build_model() -> nn.Module:
 
         for name, facts in qg.nodes("call_module"):
             if not (facts.module_type and issubclass(facts.module_type, QuantStub) and facts.swapped):
+                continue
+            ids = _integer_input(qg, name)
+            if ids is not None:
+                yield qg.diagnostic(
+                    self.code,
+                    f"`{qg.full(facts.module)}` receives integer token ids ({ids}), which a QuantStub cannot quantize: "
+                    "its observer takes float tensors only and calibration fails; feed the ids to the embedding "
+                    "without a stub",
+                    name,
+                )
                 continue
             if not facts.input_kinds or facts.input_kinds[0] is not Kind.QUANT:
                 continue
@@ -163,6 +209,19 @@ def build_model() -> nn.Module:
                 Applicability.SAFE, "Remove the outer `QuantWrapper` (the model quantizes its own input)", (edit,)
             )
         return out
+
+
+def _integer_input(qg: QGraph, name: str) -> str | None:
+    """The dtype of the stub's input when it is an integer tensor (token ids), else None."""
+    import torch.fx as fx
+
+    node = qg.fx_nodes[name]
+    arg = node.args[0] if node.args else None
+    value = qg.facts(arg.name).value if isinstance(arg, fx.Node) else None
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or dtype.is_floating_point or dtype.is_complex or getattr(value, "is_quantized", False):
+        return None
+    return str(dtype).removeprefix("torch.")
 
 
 def _outer_stub(qg: QGraph, name: str) -> str | None:
