@@ -368,7 +368,7 @@ class _recording:
             @functools.wraps(original or cls.__init__)
             def init(obj, *args, __original=original, __cls=cls, **kwargs):
                 if type(obj) is __cls and "__qlint_ctor__" not in obj.__dict__:
-                    object.__setattr__(obj, "__qlint_ctor__", (args, kwargs))
+                    object.__setattr__(obj, "__qlint_ctor__", (_snapshot(args), _snapshot(kwargs)))
                 if __original is None:
                     super(__cls, obj).__init__(*args, **kwargs)
                 else:
@@ -384,6 +384,18 @@ class _recording:
                 del cls.__init__
             else:
                 cls.__init__ = original
+
+
+def _snapshot(value):
+    """``value`` with its lists, tuples, dicts and sets copied (their items too), the rest as it is: the arguments as
+    passed, though the constructor changes them (timm's ``EfficientNetBuilder`` pops ``block_type`` off each block's
+    argument dict)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _snapshot(v) for k, v in value.items()}
+    if kind in (list, tuple, set):
+        return kind(_snapshot(v) for v in value)
+    return value
 
 
 def _is_module(cls: type) -> bool:
@@ -403,7 +415,7 @@ def _swapped_after_build(model, ctor) -> list[tuple[type, object]]:
 
     args, kwargs = ctor
     try:
-        built = dict(type(model)(*args, **kwargs).named_modules())
+        built = dict(type(model)(*_snapshot(args), **_snapshot(kwargs)).named_modules())  # the recorded ones unchanged
     except Exception:  # noqa: BLE001 - a second construction is a guess; _verify judges the emitted model
         return []
     now = dict(model.named_modules())
