@@ -192,6 +192,58 @@ def test_emit_defines_a_class_before_a_default_argument_reads_it(write, qlint, t
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
 
 
+LOCAL_RELATIVE_IMPORTS = {
+    "rpkg/__init__.py": "",
+    "rpkg/inits.py": """
+import torch
+
+
+@torch.no_grad()
+def halve(module, name=""):
+    if hasattr(module, "weight"):
+        module.weight.mul_(0.5)
+""",
+    "rpkg/net.py": """
+from torch import nn
+
+
+def get_init(mode: str):
+    from .inits import halve
+
+    return halve
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.apply(get_init("halve"))
+        from . import inits
+
+        self.conv.apply(inits.halve)
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+""",
+}
+
+
+def test_emit_makes_the_relative_imports_in_copied_code_absolute(write, qlint, tmp_path):
+    """timm's naflexvit imports `from .vision_transformer import ...` inside `get_init_weights_vit`: copied as it
+    was, the emitted model raised `ImportError: attempted relative import with no known parent package`."""
+    for name, text in LOCAL_RELATIVE_IMPORTS.items():
+        write(name, text)
+    path = write("naflex_like.py", "# qlint: input-shape = 1x3x16x16\nimport rpkg.net\n\n\ndef build_model():\n"
+                 "    return rpkg.net.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    assert "    from rpkg.inits import halve\n" in text and "        from rpkg import inits\n" in text
+    assert "from ." not in text
+
+
 SWAPS_AFTER_BUILD = """
 from torch import nn
 from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules

@@ -479,10 +479,10 @@ def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, 
         parts[0] += f"# qlint: input-shape = {'x'.join(map(str, shape))}\n"
     parts.append("\n".join(_merged_imports(code.imports.values())))
     for fn in code.functions:
-        parts.append(textwrap.dedent(inspect.getsource(fn)).rstrip())
+        parts.append(_absolute_imports(textwrap.dedent(inspect.getsource(fn)), fn.__module__).rstrip())
     for cls in code.classes:
         aliases = "".join(f"\n\n\n{a} = {cls.__name__}" for a, c in code.aliases.items() if c is cls)
-        parts.append(textwrap.dedent(inspect.getsource(cls)).rstrip() + aliases)
+        parts.append(_absolute_imports(textwrap.dedent(inspect.getsource(cls)), cls.__module__).rstrip() + aliases)
     if swaps:
         parts.append(SWAPPED.strip("\n"))
     parts.append(
@@ -491,6 +491,24 @@ def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, 
         f"    return {call}"
     )
     return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def _absolute_imports(source: str, module: str) -> str:
+    """``source`` (copied from ``module``) with its relative imports made absolute: an import inside a function
+    (timm's ``from .vision_transformer import ...`` in naflexvit) runs in the emitted file, which has no package."""
+    import importlib.util
+    import re
+
+    package = getattr(sys.modules.get(module), "__package__", None) or module.rpartition(".")[0]
+    lines = source.splitlines(keepends=True)
+    relative = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) and n.level]
+    for node in relative:
+        line = lines[node.lineno - 1]
+        absolute = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+        head = re.compile(r"from\s+\.+\s*(?:[\w.]+)?(?=\s+import\b)").match(line, node.col_offset)
+        if head is not None:
+            lines[node.lineno - 1] = line[: head.start()] + f"from {absolute}" + line[head.end() :]
+    return "".join(lines)
 
 
 def _ordered(classes: list[type], root_module: str) -> list[type]:
