@@ -192,6 +192,58 @@ def test_emit_defines_a_class_before_a_default_argument_reads_it(write, qlint, t
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
 
 
+LOCAL_RELATIVE_IMPORTS = {
+    "rpkg/__init__.py": "",
+    "rpkg/inits.py": """
+import torch
+
+
+@torch.no_grad()
+def halve(module, name=""):
+    if hasattr(module, "weight"):
+        module.weight.mul_(0.5)
+""",
+    "rpkg/net.py": """
+from torch import nn
+
+
+def get_init(mode: str):
+    from .inits import halve
+
+    return halve
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.apply(get_init("halve"))
+        from . import inits
+
+        self.conv.apply(inits.halve)
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+""",
+}
+
+
+def test_emit_makes_the_relative_imports_in_copied_code_absolute(write, qlint, tmp_path):
+    """timm's naflexvit imports `from .vision_transformer import ...` inside `get_init_weights_vit`: copied as it
+    was, the emitted model raised `ImportError: attempted relative import with no known parent package`."""
+    for name, text in LOCAL_RELATIVE_IMPORTS.items():
+        write(name, text)
+    path = write("naflex_like.py", "# qlint: input-shape = 1x3x16x16\nimport rpkg.net\n\n\ndef build_model():\n"
+                 "    return rpkg.net.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    assert "    from rpkg.inits import halve\n" in text and "        from rpkg import inits\n" in text
+    assert "from ." not in text
+
+
 SWAPS_AFTER_BUILD = """
 from torch import nn
 from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules
@@ -524,6 +576,47 @@ def test_emit_writes_a_dataclass_config_argument(write, qlint, tmp_path):
     assert "from cfglib import BlockCfg, ModelCfg" in text
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "cfglib", "cfglib.gernet_like()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+POPPED_ARGS = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, block_args: list):
+        super().__init__()
+        layers, cin = [], 3
+        for ba in block_args:  # as timm's EfficientNetBuilder: each block's dict loses its type, gains its input
+            kind = ba.pop("block_type")
+            ba["in_chs"] = cin
+            layers.append(nn.Conv2d(ba["in_chs"], ba["out_chs"], 3, padding=1))
+            layers += [nn.ReLU()] if kind == "cr" else []
+            cin = ba["out_chs"]
+        self.blocks = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.blocks(x)
+
+
+def tinynet_like():
+    return Net([{"block_type": "cr", "out_chs": 4}, {"block_type": "c", "out_chs": 6}])
+"""
+
+
+def test_emit_writes_the_arguments_as_passed_when_the_constructor_changes_them(write, qlint, tmp_path):
+    """timm's EfficientNet family (tinynet_e, hardcorenas_b, mobilenetv3_small_050, mobilenetv5_base): the builder
+    pops `block_type` off the block dicts the model was given, so emit wrote the dicts without it and its own
+    check failed (KeyError: 'block_type'); nothing was written."""
+    write("poplib.py", POPPED_ARGS)
+    path = write("tinynet_like.py", "# qlint: input-shape = 1x3x16x16\nimport poplib\n\n\ndef build_model():\n"
+                 "    return poplib.tinynet_like()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "return Net([{'block_type': 'cr', 'out_chs': 4}, {'block_type': 'c', 'out_chs': 6}])" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "poplib", "poplib.tinynet_like()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
 
 

@@ -179,6 +179,43 @@ def test_a_module_reused_in_loops_becomes_a_module_list_indexed_by_the_loop(writ
     assert real_flow(fused(load(path, "LoopNet()")), image) is None
 
 
+FILLED_LATER = """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Focal(nn.Module):
+    def __init__(self, levels: int = 2):
+        super().__init__()
+        self.quant = QuantStub()
+        self.focal_layers = nn.ModuleList()
+        self.relu = nn.ReLU()
+        for k in range(levels):
+            self.focal_layers.append(nn.Conv2d(4, 4, 3, padding=1))
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        for layer in self.focal_layers:
+            x = self.relu(layer(x))
+        return self.dequant(x)
+"""
+
+
+def test_a_module_list_per_iteration_is_declared_after_the_sequence_is_filled(write, qlint):
+    """timm's FocalNet fills `self.focal_layers = nn.ModuleList()` by `.append` in a loop: the ModuleList of copies
+    was declared right after the empty one, `range(len(self.focal_layers))` was 0, and the fixed model raised
+    `IndexError: index 0 is out of range` (emit's check failed on focalnet_tiny_srf)."""
+    path = write("focal.py", FILLED_LATER)
+    before = load(path, "Focal()")
+    text = fix(qlint, path, "--select", "QL202")
+    assert (
+        "            self.focal_layers.append(nn.Conv2d(4, 4, 3, padding=1))\n"
+        "        self.relus = nn.ModuleList([nn.ReLU() for _ in range(len(self.focal_layers))])\n"
+    ) in text
+    same_float_outputs(before, load(path, "Focal()"), torch.rand(1, 4, 8, 8))
+
+
 DILATED = """\
 import torch.nn as nn
 from torch.ao.quantization import DeQuantStub, QuantStub

@@ -393,7 +393,7 @@ class _recording:
             @functools.wraps(original or cls.__init__)
             def init(obj, *args, __original=original, __cls=cls, **kwargs):
                 if type(obj) is __cls and "__qlint_ctor__" not in obj.__dict__:
-                    object.__setattr__(obj, "__qlint_ctor__", (args, kwargs))
+                    object.__setattr__(obj, "__qlint_ctor__", (_snapshot(args), _snapshot(kwargs)))
                 if __original is None:
                     super(__cls, obj).__init__(*args, **kwargs)
                 else:
@@ -409,6 +409,18 @@ class _recording:
                 del cls.__init__
             else:
                 cls.__init__ = original
+
+
+def _snapshot(value):
+    """``value`` with its lists, tuples, dicts and sets copied (their items too), the rest as it is: the arguments as
+    passed, though the constructor changes them (timm's ``EfficientNetBuilder`` pops ``block_type`` off each block's
+    argument dict)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _snapshot(v) for k, v in value.items()}
+    if kind in (list, tuple, set):
+        return kind(_snapshot(v) for v in value)
+    return value
 
 
 def _is_module(cls: type) -> bool:
@@ -428,7 +440,7 @@ def _swapped_after_build(model, ctor) -> list[tuple[type, object]]:
 
     args, kwargs = ctor
     try:
-        built = dict(type(model)(*args, **kwargs).named_modules())
+        built = dict(type(model)(*_snapshot(args), **_snapshot(kwargs)).named_modules())  # the recorded ones unchanged
     except Exception:  # noqa: BLE001 - a second construction is a guess; _verify judges the emitted model
         return []
     now = dict(model.named_modules())
@@ -492,10 +504,10 @@ def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, 
         parts[0] += f"# qlint: input-shape = {'x'.join(map(str, shape))}\n"
     parts.append("\n".join(_merged_imports(code.imports.values())))
     for fn in code.functions:
-        parts.append(textwrap.dedent(inspect.getsource(fn)).rstrip())
+        parts.append(_absolute_imports(textwrap.dedent(inspect.getsource(fn)), fn.__module__).rstrip())
     for cls in code.classes:
         aliases = "".join(f"\n\n\n{a} = {cls.__name__}" for a, c in code.aliases.items() if c is cls)
-        parts.append(textwrap.dedent(inspect.getsource(cls)).rstrip() + aliases)
+        parts.append(_absolute_imports(textwrap.dedent(inspect.getsource(cls)), cls.__module__).rstrip() + aliases)
     if swaps:
         parts.append(SWAPPED.strip("\n"))
     parts.append(
@@ -504,6 +516,24 @@ def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, 
         f"    return {call}"
     )
     return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def _absolute_imports(source: str, module: str) -> str:
+    """``source`` (copied from ``module``) with its relative imports made absolute: an import inside a function
+    (timm's ``from .vision_transformer import ...`` in naflexvit) runs in the emitted file, which has no package."""
+    import importlib.util
+    import re
+
+    package = getattr(sys.modules.get(module), "__package__", None) or module.rpartition(".")[0]
+    lines = source.splitlines(keepends=True)
+    relative = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) and n.level]
+    for node in relative:
+        line = lines[node.lineno - 1]
+        absolute = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+        head = re.compile(r"from\s+\.+\s*(?:[\w.]+)?(?=\s+import\b)").match(line, node.col_offset)
+        if head is not None:
+            lines[node.lineno - 1] = line[: head.start()] + f"from {absolute}" + line[head.end() :]
+    return "".join(lines)
 
 
 def _ordered(classes: list[type], root_module: str) -> list[type]:

@@ -32,13 +32,15 @@ class FloatIsland:
     """What QL105 hands its fix: the op as shown, and whether its first argument is its only quantized input.
 
     ``keep_float``: the module ``convert`` would swap, kept float by the fix with ``qconfig = None`` (QL301);
-    ``fused_next``: its output feeds a module it could be fused with (a fusion would drop that qconfig).
+    ``fused_next``: its output feeds a module it could be fused with (a fusion would drop that qconfig);
+    ``method``: a tensor method (``x.to(dtype)``), whose first argument is the tensor it is called on.
     """
 
     op: str
     first_arg_only: bool
     keep_float: str | None = None
     fused_next: bool = False
+    method: bool = False
 
 
 def first_arg_only(qg: QGraph, name: str) -> bool:
@@ -76,9 +78,13 @@ def float_island_fixes(
         declaration = declare(ctx, cls, [f"self.{dequant_name} = {dequant}()", f"self.{quant_name} = {quant}()"])
         if declaration is None:
             continue
-        first = call.args[0]
-        wrapped = cst.parse_expression(f"self.{dequant_name}({ctx.file.code(first.value)})")
-        new_call = call.with_changes(args=[first.with_changes(value=wrapped), *call.args[1:]])
+        if diag.data.method:  # the tensor it is called on, not its first argument (`x.to(self.dequant(dtype))`)
+            wrapped = cst.parse_expression(f"self.{dequant_name}({ctx.file.code(call.func.value)})")
+            new_call = call.with_changes(func=call.func.with_changes(value=wrapped))
+        else:
+            first = call.args[0]
+            wrapped = cst.parse_expression(f"self.{dequant_name}({ctx.file.code(first.value)})")
+            new_call = call.with_changes(args=[first.with_changes(value=wrapped), *call.args[1:]])
         text = f"self.{quant_name}({cst.Module([]).code_for_node(new_call)})"
         edits = [declaration, *imports, ctx.file.replace(call, text)]
         message = f"Run it in float: `self.{dequant_name}` before, `self.{quant_name}` after (declared in `__init__`)"
@@ -119,7 +125,10 @@ def _call(ctx: FileContext, diag: Diagnostic) -> cst.Call | None:
     if len(calls) != 1:
         return None
     call = calls[0]
-    if not call.args or call.args[0].keyword is not None or call.args[0].star:
+    if diag.data.method:
+        if not isinstance(call.func, cst.Attribute):
+            return None
+    elif not call.args or call.args[0].keyword is not None or call.args[0].star:
         return None
     function, cls = ctx.file.enclosing_function(call), ctx.file.enclosing_class(call)
     if function is None or cls is None or function.name.value == "__init__" or "__init__" not in methods(cls):

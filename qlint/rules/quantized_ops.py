@@ -532,7 +532,7 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     "QL105",
                     f"{what} {problem}: dequantize before it and quantize after (a float island)",
                     name,
-                    data=FloatIsland(what, first_arg_only(qg, name)),
+                    data=FloatIsland(what, first_arg_only(qg, name), method=facts.op == "call_method"),
                 )
             elif facts.quantized_support and facts.target in support.CAT_FUNCTIONS:
                 yield qg.diagnostic(

@@ -403,7 +403,10 @@ def _loop_split(
     module_list, imports = spelled(ctx, ("torch.nn.ModuleList",))
     constructor = file.code(value)
     line = f"self.{name} = {module_list}([{constructor} for _ in range(len(self.{sequence}))])"
-    after = max((declared[0], declaration), key=file.start)
+    # after the statements that fill the sequence too (`self.focal_layers.append(...)` in a loop, timm's FocalNet):
+    # right after an empty `nn.ModuleList()`, `len(self.<seq>)` is 0
+    filling = [stmt for stmt in init.body.body if m.findall(stmt, m.Attribute(m.Name("self"), m.Name(sequence)))]
+    after = max((declared[0], declaration, *filling), key=file.start)
     edits = [*imports, *edits, file.insert_lines_after(after, [line])]
     receiver = call.func if isinstance(call.func.value, cst.Name) else call.func.value
     edits.append(file.replace(receiver, f"self.{name}[{index}]"))
