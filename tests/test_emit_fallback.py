@@ -17,7 +17,8 @@ from torch import nn
 
 
 class Attention(nn.Module):
-    '''timm's attention: two quantized tensors meet in `@` (no quantized kernel, nothing a call-site fix can wrap).'''
+    '''timm's HaloAttn: two quantized tensors meet in `torch.bmm` (no quantized kernel, no FloatFunctional, and
+    nothing a call-site fix can wrap: both operands are quantized).'''
 
     def __init__(self, dim: int, heads: int = 2):
         super().__init__()
@@ -29,10 +30,10 @@ class Attention(nn.Module):
     def forward(self, x):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, c)
-        return self.proj(x)
+        q, k, v = qkv.reshape(3, b * self.heads, n, c // self.heads).unbind(0)
+        attn = torch.bmm(q, k.transpose(1, 2)) * self.scale
+        x = torch.bmm(attn.softmax(dim=-1), v).reshape(b, self.heads, n, c // self.heads)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
 class Tiny(nn.Module):
