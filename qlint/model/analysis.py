@@ -82,8 +82,16 @@ class NodeFacts:
 class QGraph:
     """The annotated graph of one model."""
 
-    def __init__(self, traced: Traced, spec: ModelSpec, settings: Settings, checked: tuple[str, ...]):
+    def __init__(
+        self,
+        traced: Traced,
+        spec: ModelSpec,
+        settings: Settings,
+        checked: tuple[str, ...],
+        quantized_input: bool = False,
+    ):
         self.gm = traced.graph_module
+        self.quantized_input = quantized_input  # a part whose caller quantized its (first) input
         self.root = traced.root
         self.spec = spec
         self.settings = settings
@@ -257,6 +265,8 @@ class QGraph:
             if node.op == "placeholder":
                 facts.value = self._placeholder_value(node, placeholders)
                 facts.kind = Kind.FLOAT if _holds(facts.value, Kind.FLOAT) or facts.value is _UNKNOWN else Kind.NONE
+                if facts.kind is Kind.FLOAT and placeholders == 0 and self.quantized_input:
+                    facts.kind = Kind.QUANT
                 placeholders += 1
             elif node.op == "get_attr":
                 facts.value = _fetch(self.root, node.target)
@@ -529,12 +539,19 @@ def _last_return(function) -> fr.Frame | None:
     return fr.Frame(path, line, last.col_offset + indent, end_line, (last.end_col_offset or 0) + indent, "forward")
 
 
-def analyze(module: nn.Module, spec: ModelSpec, settings: Settings, checked: tuple[str, ...] = ()) -> QGraph:
-    """Trace ``module`` and annotate its graph (raises trace.TraceFailure when fx cannot trace)."""
+def analyze(
+    module: nn.Module,
+    spec: ModelSpec,
+    settings: Settings,
+    checked: tuple[str, ...] = (),
+    quantized_input: bool = False,
+) -> QGraph:
+    """Trace ``module`` and annotate its graph (raises trace.TraceFailure when fx cannot trace); a part of a model
+    whose own forward does not trace gets ``quantized_input`` when its caller quantized what it passes."""
     from qlint.model.trace import trace
 
     traced = trace(module)
-    return QGraph(traced, spec, settings, checked or (spec.path,))
+    return QGraph(traced, spec, settings, checked or (spec.path,), quantized_input)
 
 
 def site_counts(qgraph: QGraph) -> Counter:

@@ -129,10 +129,10 @@ def _traceable_submodules(spec, model, settings: Settings, checked: tuple[str, .
         if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
             queue.extend((f"{name}.{n}", c) for n, c in module.named_children())
             continue
-        shape = inputs.get(id(module))
+        shape, quantized = inputs.get(id(module), (None, False))
         sub_settings = settings if shape is None else replace(settings, input_shape=tuple(shape))
         try:
-            qgraph = analyze(module, spec, sub_settings, checked)
+            qgraph = analyze(module, spec, sub_settings, checked, quantized_input=quantized)
         except TraceFailure:
             queue.extend((f"{name}.{n}", c) for n, c in module.named_children())
             continue
@@ -141,9 +141,12 @@ def _traceable_submodules(spec, model, settings: Settings, checked: tuple[str, .
     return out
 
 
-def _observed_inputs(model, settings: Settings) -> dict[int, tuple[int, ...]]:
-    """Run the model eagerly on a meta input and record each submodule's first input shape."""
+def _observed_inputs(model, settings: Settings) -> dict[int, tuple[tuple[int, ...], bool]]:
+    """Run the model eagerly on a meta input and record each submodule's first input: (its shape, whether it is
+    quantized after ``convert``: it comes from a QuantStub, straight or through layers that keep it quantized, as
+    in a ``QuantWrapper`` around a model whose own forward does not trace)."""
     import torch
+    from torch.ao.quantization import DeQuantStub, QuantStub
 
     shape = settings.input_shape
     if shape is None:
@@ -152,13 +155,27 @@ def _observed_inputs(model, settings: Settings) -> dict[int, tuple[int, ...]]:
         shape = shape_for_first_layer(model.modules())
     if shape is None:
         return {}
-    seen: dict[int, tuple[int, ...]] = {}
+    seen: dict[int, tuple[tuple[int, ...], bool]] = {}
+    quantized: dict[int, torch.Tensor] = {}  # id -> the tensor (kept alive so that its id is not reused)
+    dequantizes = {id(m) for m in model.modules() if any(isinstance(s, DeQuantStub) for s in m.modules())}
 
-    def hook(module, args):
+    def before(module, args):
         if args and isinstance(args[0], torch.Tensor) and id(module) not in seen:
-            seen[id(module)] = tuple(args[0].shape)
+            seen[id(module)] = (tuple(args[0].shape), id(args[0]) in quantized)
 
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules()]
+    def after(module, args, output):
+        if not isinstance(output, torch.Tensor):
+            return None
+        if isinstance(module, QuantStub):
+            output = output.view_as(output)  # a tensor of its own: it is quantized, the stub's input is not
+            quantized[id(output)] = output
+            return output
+        if id(module) not in dequantizes and args and isinstance(args[0], torch.Tensor) and id(args[0]) in quantized:
+            quantized[id(output)] = output
+        return None
+
+    handles = [m.register_forward_pre_hook(before) for m in model.modules()]
+    handles += [m.register_forward_hook(after) for m in model.modules()]
     try:
         with loader.quiet(), torch.no_grad():
             model(torch.empty(shape, device="meta"))
