@@ -402,7 +402,7 @@ class QGraph:
             facts = self.facts(n.name)
             value = facts.value
             if facts.kind in (Kind.QUANT, Kind.FLOAT):
-                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else _structure(value)
                 layout = str(facts.layout) if facts.kind is Kind.QUANT and facts.layout is not None else None
                 return ("Q" if facts.kind is Kind.QUANT else "F", shape, getattr(value, "dtype", None), layout)
             return support.signature(value) if value is not _UNKNOWN else ("T", None, None)
@@ -537,6 +537,16 @@ def _last_return(function) -> fr.Frame | None:
     line = start + last.lineno - 1
     end_line = start + (last.end_lineno or last.lineno) - 1
     return fr.Frame(path, line, last.col_offset + indent, end_line, (last.end_col_offset or 0) + indent, "forward")
+
+
+def _structure(value: object) -> object:
+    """A probe key's summary of a value that is not one tensor (an LSTM's ``(out, (h, c))``, ``unbind``'s tuple):
+    two such values share probe outcomes only when their structures and shapes match."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.dtype)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_structure(v) for v in value))
+    return type(value).__name__
 
 
 def analyze(
