@@ -266,7 +266,9 @@ def with_float_fallback(text: str, out: str, model, settings: Settings):
     def wrap(text: str, extra: list[str]) -> str:
         return _wrapped_build(text, "float_fallback", extra, FLOAT_FALLBACK, IMPORTS)
 
-    engine = settings.backend if settings.backend in ("x86", "fbgemm", "onednn", "qnnpack") else "x86"
+    from qlint.config import BACKENDS
+
+    engine = settings.backend if settings.backend in BACKENDS else "x86"
     return measured_fallback(text, out, model, example, wrap, engine=engine)
 
 
