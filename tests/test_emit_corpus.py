@@ -192,6 +192,52 @@ def test_emit_defines_a_class_before_a_default_argument_reads_it(write, qlint, t
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
 
 
+ANNOTATED_HELPER = """
+from typing import Type
+
+import torch.nn as nn
+
+
+class Basic(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def make_blocks(block_fn: Type[Basic], c: int, n: int) -> nn.Sequential:
+    return nn.Sequential(*[block_fn(c) for _ in range(n)])
+
+
+class Net(nn.Module):
+    def __init__(self, block: Type[Basic] = Basic):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.blocks = make_blocks(block, 4, 2)
+
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+"""
+
+
+def test_emit_defines_a_class_before_a_helper_function_whose_signature_reads_it(write, qlint, tmp_path):
+    """timm's ResNet: `make_blocks(block_fns: Tuple[Type[BasicBlock], ...])` reads `BasicBlock` when it is
+    defined; the emitted file put every helper function before every class (NameError: BasicBlock)."""
+    write("annotated_lib.py", ANNOTATED_HELPER)
+    path = write("annotated.py", "# qlint: input-shape = 1x3x16x16\nimport annotated_lib\n\n\ndef build_model():\n"
+                 "    return annotated_lib.Net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    text = out.read_text()
+    assert text.index("class Basic(") < text.index("def make_blocks(") < text.index("class Net(")
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "annotated_lib", "annotated_lib.Net()"), emitted, (1, 3, 16, 16))
+
+
 LOCAL_RELATIVE_IMPORTS = {
     "rpkg/__init__.py": "",
     "rpkg/inits.py": """

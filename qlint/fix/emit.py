@@ -498,18 +498,15 @@ def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, 
     for cls in list(wanted):
         _add_class(cls, code, wanted)
     code.imports.setdefault("nn", "import torch.nn as nn")
-    code.classes = _ordered(code.classes, type(model).__module__)
     libraries = ", ".join(sorted({c.__module__.split(".")[0] for c in code.classes}))
     source = os.path.basename(path)
     parts = [HEADER.format(what=f"`{name}`", source=source, libraries=libraries, note=note)]
     if shape:
         parts[0] += f"# qlint: input-shape = {'x'.join(map(str, shape))}\n"
     parts.append("\n".join(_merged_imports(code.imports.values())))
-    for fn in code.functions:
-        parts.append(_absolute_imports(textwrap.dedent(inspect.getsource(fn)), fn.__module__).rstrip())
-    for cls in code.classes:
-        aliases = "".join(f"\n\n\n{a} = {cls.__name__}" for a, c in code.aliases.items() if c is cls)
-        parts.append(_absolute_imports(textwrap.dedent(inspect.getsource(cls)), cls.__module__).rstrip() + aliases)
+    for obj in _ordered([*code.functions, *code.classes], type(model).__module__):
+        aliases = "".join(f"\n\n\n{a} = {obj.__name__}" for a, c in code.aliases.items() if c is obj)
+        parts.append(_absolute_imports(textwrap.dedent(inspect.getsource(obj)), obj.__module__).rstrip() + aliases)
     if swaps:
         parts.append(SWAPPED.strip("\n"))
     parts.append(
@@ -538,56 +535,68 @@ def _absolute_imports(source: str, module: str) -> str:
     return "".join(lines)
 
 
-def _ordered(classes: list[type], root_module: str) -> list[type]:
-    """Source order, the root's module last, every base and every class a definition reads before it."""
+def _ordered(copied: list, root_module: str) -> list:
+    """The copied helper functions (in the order their names were resolved) then classes (source order, the
+    root's module last), each after what its definition reads when it runs (``_definition_deps``)."""
 
-    def key(cls: type) -> tuple:
+    def key(obj) -> tuple:
+        if not isinstance(obj, type):
+            return (0, copied.index(obj))
         try:
-            line = inspect.getsourcelines(cls)[1]
+            line = inspect.getsourcelines(obj)[1]
         except (OSError, TypeError):
             line = 0
-        return (cls.__module__ == root_module, cls.__module__, line)
+        return (1, obj.__module__ == root_module, obj.__module__, line)
 
-    out: list[type] = []
-    visiting: set[type] = set()
+    out: list = []
+    visiting: set = set()
 
-    def place(cls: type) -> None:
-        if cls in out or cls not in classes or cls in visiting:
+    def place(obj) -> None:
+        if obj in out or obj not in copied or obj in visiting:
             return
-        visiting.add(cls)  # a cycle of definition-time names is cut, not followed forever
-        for dep in [*cls.__bases__, *_definition_deps(cls, classes)]:
+        visiting.add(obj)  # a cycle of definition-time names is cut, not followed forever
+        for dep in [*getattr(obj, "__bases__", ()), *_definition_deps(obj, copied)]:
             place(dep)
-        out.append(cls)
+        out.append(obj)
 
-    for cls in sorted(classes, key=key):
-        place(cls)
+    for obj in sorted(copied, key=key):
+        place(obj)
     return out
 
 
-def _definition_deps(cls: type, classes: list[type]) -> list[type]:
-    """The copied classes that ``cls``'s definition reads when it runs: bases, decorators, default arguments
-    and annotations of its methods (``se_layer=partial(SElayer, ...)`` in torchvision's MobileNetV3), class
-    attributes. They must be defined before it; names read inside method bodies need not."""
+def _signature_reads(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.AST]:
+    """What a ``def`` evaluates when it runs: decorators, default values, annotations."""
+    args = node.args
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    read = [*node.decorator_list, *args.defaults, *[d for d in args.kw_defaults if d is not None]]
+    read += [a.annotation for a in every if a is not None and a.annotation is not None]
+    return read + ([node.returns] if node.returns is not None else [])
+
+
+def _definition_deps(obj, copied: list) -> list:
+    """The copied classes and functions that ``obj``'s definition reads when it runs, so they must be defined
+    before it: for a class its bases, decorators, class attributes and its methods' signatures
+    (``se_layer=partial(SElayer, ...)`` in torchvision's MobileNetV3); for a function its signature (timm's
+    ``make_blocks(block_fns: Tuple[Type[BasicBlock], ...])``). Names read inside bodies need not be."""
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
     except (OSError, TypeError, SyntaxError):
         return []
-    node = tree.body[0] if tree.body and isinstance(tree.body[0], ast.ClassDef) else None
-    if node is None:
+    node = tree.body[0] if tree.body else None
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        read = _signature_reads(node)
+    elif isinstance(node, ast.ClassDef):
+        read = [*node.bases, *node.keywords, *node.decorator_list]
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                read += _signature_reads(item)
+            elif not isinstance(item, ast.ClassDef):
+                read.append(item)
+    else:
         return []
-    read: list[ast.AST] = [*node.bases, *node.keywords, *node.decorator_list]
-    for item in node.body:
-        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            args = item.args
-            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
-            read += [*item.decorator_list, *args.defaults, *[d for d in args.kw_defaults if d is not None]]
-            read += [a.annotation for a in every if a is not None and a.annotation is not None]
-            read += [item.returns] if item.returns is not None else []
-        elif not isinstance(item, ast.ClassDef):
-            read.append(item)
-    namespace = vars(sys.modules[cls.__module__])
+    namespace = vars(sys.modules[obj.__module__])
     names = {n.id for part in read for n in ast.walk(part) if isinstance(n, ast.Name)}
-    return [namespace[n] for n in sorted(names) if namespace.get(n) in classes and namespace[n] is not cls]
+    return [namespace[n] for n in sorted(names) if namespace.get(n) in copied and namespace[n] is not obj]
 
 
 def _merged_imports(lines) -> list[str]:
