@@ -544,3 +544,66 @@ def test_new_import_joins_an_existing_one_line_import_of_the_module():
     spread = "from torch.ao.quantization import (\n    QuantStub,\n)\n\nx = 1\n"
     edit = FileText("m.py", spread).import_edit("from torch.ao.quantization import DeQuantStub")
     assert edit == Edit("from torch.ao.quantization import DeQuantStub\n", (4, 1), (4, 1))  # a line of its own
+
+
+AUGMENTED = '''
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = y
+        z += x  # updates y too, which is read below
+        return z + y
+
+
+class Param(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        x += self.conv(x)  # updates the caller's tensor
+        return x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.shared = Shared()
+        self.param = Param()
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        y = self.shared(self.stem(self.quant(x)))
+        return self.dequant(self.param(y) + y)
+'''
+
+
+def test_augmented_add_whose_update_is_seen_elsewhere_gets_an_unsafe_fix(write, qlint, qlint_json):
+    """`z += x` where `z` is another name for a tensor read afterwards, and `x += ...` on the caller's tensor
+    (read again by the caller): rewriting either as `z = ff.add(z, x)` changes the outputs, so the fix is unsafe.
+    The name alone does not tell (`z` is no parameter); the graph does."""
+    path = write("model.py", AUGMENTED)
+    _, diags = qlint_json(path, "--select", "QL103")
+    augmented = {d["location"]["row"]: d["fix"]["applicability"] for d in diags if "+=" in d["message"]}
+    assert augmented == {13: "unsafe", 23: "unsafe"}
+    model = load(path)
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+    code, out, _ = qlint("check", path, "--select", "QL103", "--fix")
+    assert code == 1 and "Fixed 2 problems (2 remaining)." in out  # the two `+`; the `+=` wait for --unsafe-fixes
+    assert path.read_text().count("+=") == 2
+    fixed = load(path)
+    fixed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(fixed(x), want)

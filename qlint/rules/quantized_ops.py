@@ -7,7 +7,8 @@ The fix: QL103 / QL104: tensor arithmetic and ``torch.cat`` on quantized tensors
 ``x + 1.0`` -> ``self.add_scalar.add_scalar(x, 1.0)``; ``torch.cat(xs, 1)`` -> ``self.cat.cat(xs, 1)``;
 an add immediately followed by a ReLU of its result -> ``self.skip_add_relu.add_relu(a, b)``.
 In float, a FloatFunctional computes exactly the op it replaces and holds no state: the fix is safe
-(unsafe only for ``x += y`` on a function parameter, whose in-place update the caller could see).
+(unsafe only for ``x += y`` whose in-place update someone else could see: the model's input, a parameter or
+buffer, or a tensor read again after it; ``_mutation_seen``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class QuantizedOp:
     op: str
     float_operands: tuple[int, ...] = ()  # QL103: operands (0: left, 1: right) that are float tensors
     scalar_operands: tuple[int, ...] = ()  # QL103: operands that are Python numbers (`self.scale`)
+    # QL103 on `x += y`: whether the graph shows someone else seeing the in-place update (None: not known)
+    mutation_seen: bool | None = None
 
 
 class FloatOpOnQuantized(Rule):
@@ -74,8 +77,11 @@ class FloatOpOnQuantized(Rule):
     the fix adds one attribute per call site in `__init__` and rewrites the call. In float,
     `FloatFunctional.add(a, b)` is `a + b` and holds no state. An operand that is a float tensor (a
     parameter: `x * self.gamma`) goes through a QuantStub of its own, since the converted
-    FloatFunctional takes two quantized tensors; before `convert` the stub is the identity. Unsafe for `x += y` on a function
-    parameter (the caller could see the in-place update). Other ops (`/`, `-`, `torch.bmm`) get
+    FloatFunctional takes two quantized tensors; before `convert` the stub is the identity. Unsafe for `x += y`
+    when another part of the model could see the in-place update: `x` is (a view of) the model's
+    input, a parameter or buffer, or a tensor that is read again after the `+=` (`shortcut = x`
+    before it, read after). `x` rebound to a new tensor first (`x = self.bn2(self.conv2(x))`, as in
+    every residual block) is safe. Other ops (`/`, `-`, `torch.bmm`) get
     no fix: keep them in a float island by hand (`DeQuantStub` before, `QuantStub` after). No fix
     in a subclass of `nn.Sequential`/`ModuleList`/`ModuleDict`: its forward runs its children in
     turn, and would call the new attribute as a layer.
@@ -94,7 +100,7 @@ class FloatOpOnQuantized(Rule):
     basis = (Basis.GRAPH,)
     summary = "arithmetic with no quantized kernel on a quantized tensor"
     fix_availability = FixAvailability.SOMETIMES
-    fix_title = "safe (`FloatFunctional`); unsafe for `x += y` on a parameter"
+    fix_title = "safe (`FloatFunctional`); unsafe for `x += y` when the update is seen elsewhere"
     examples = (
         Invalid(
             """\
@@ -136,6 +142,66 @@ class Block(nn.Module):
         y = self.conv1(x)
         y = self.skip_add.add(y, self.conv2(y))  # float add on quantized tensors
         return self.dequant(y)
+""",
+        ),
+        Invalid(
+            """\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        shortcut = x
+        x = self.conv(x)  # x is a new tensor now: the caller never sees the `+=`
+        x += shortcut
+        return x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = Residual()
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.block(self.stem(self.quant(x))))
+""",
+            lines=(13,),
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.skip_add = nn.quantized.FloatFunctional()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        shortcut = x
+        x = self.conv(x)  # x is a new tensor now: the caller never sees the `+=`
+        x = self.skip_add.add(x, shortcut)
+        return x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = Residual()
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.block(self.stem(self.quant(x))))
 """,
         ),
         Valid(
@@ -448,6 +514,75 @@ def _float_items(qg: QGraph, name: str) -> tuple[int, ...]:
     return tuple(i for i, a in enumerate(items) if isinstance(a, fx.Node) and qg.facts(a.name).kind == Kind.FLOAT)
 
 
+_ALIAS_METHODS = frozenset({
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "transpose", "permute", "contiguous",
+    "squeeze", "unsqueeze", "expand", "expand_as", "narrow", "t", "as_strided", "detach", "to", "type", "float",
+    "__getitem__", "chunk", "split", "unbind", "select", "movedim", "swapaxes", "diagonal", "unfold", "real",
+})  # fmt: skip
+_ALIAS_FUNCTIONS = frozenset({
+    "getitem", "flatten", "reshape", "transpose", "permute", "squeeze", "unsqueeze", "narrow", "chunk", "split",
+    "unbind", "select", "movedim", "swapaxes", "t", "dropout", "identity",
+})  # fmt: skip
+
+
+def _passes_alias(qg: QGraph, node) -> bool:
+    """``node``'s result may be (a view of) its first argument: views, in-place ops, ``nn.Identity``, dropout
+    in eval, stubs before ``convert``, ``inplace=True`` layers, and any leaf module torch did not write."""
+    import torch.nn as nn
+
+    if node.op == "call_module":
+        module = qg.gm.get_submodule(node.target)
+        fresh = type(module).__module__.startswith("torch.nn.modules") and not isinstance(
+            module, (nn.Identity, nn.Flatten, nn.Unflatten, nn.modules.dropout._DropoutNd)
+        )
+        return not fresh or bool(getattr(module, "inplace", False))
+    if node.op == "call_method":
+        return node.target in _ALIAS_METHODS or node.target.endswith("_")
+    if node.op == "call_function":
+        leaf = getattr(node.target, "__name__", "")
+        return leaf in _ALIAS_FUNCTIONS or leaf.endswith("_") or bool(node.kwargs.get("inplace"))
+    return False
+
+
+def _mutation_seen(qg: QGraph, name: str) -> bool:
+    """Whether an in-place op's update (``x += y``, node ``name``) is visible to anything but its own result:
+    the tensor it updates is (an alias of) the model's input or a parameter or buffer, or some alias of it is
+    read after the op. Then rewriting it as ``x = ff.add(x, y)`` could change what the model computes."""
+    import torch.fx as fx
+
+    op = qg.fx_nodes[name]
+    origin = op.args[0] if op.args else None
+    while isinstance(origin, fx.Node) and origin.op != "placeholder" and _passes_alias(qg, origin):
+        origin = origin.args[0] if origin.args and isinstance(origin.args[0], fx.Node) else None
+    if not isinstance(origin, fx.Node) or origin.op in ("placeholder", "get_attr"):
+        return True
+    order = {n: i for i, n in enumerate(qg.gm.graph.nodes)}
+    aliases, todo = set(), [origin]
+    while todo:  # every alias of the updated tensor but the op's own result, which is meant to see it
+        node = todo.pop()
+        if node in aliases or node is op:
+            continue
+        aliases.add(node)
+        todo += [u for u in node.users if u.args and u.args[0] is node and _passes_alias(qg, u)]
+    return any(order[u] > order[op] for a in aliases for u in a.users if u not in aliases and u is not op)
+
+
+def _mutation_seen_at_site(qg: QGraph, name: str) -> bool | None:
+    """``_mutation_seen`` for an augmented assignment (``x += y``, which fx records as ``x + y``) and every node
+    traced from the same place (the instances of one block share their ``+=``, and the fix rewrites it for all
+    of them); None for any other op."""
+    if _augmented(qg.source_text(name)) is None:
+        return None
+    op = qg.fx_nodes[name]
+    frames = op.meta.get("qlint_frames", ())
+    if not frames:
+        return _mutation_seen(qg, name)
+    here = (frames[0].path, frames[0].line, frames[0].col)
+    same = [n for n, node in qg.fx_nodes.items() if node.op == op.op and node.target == op.target
+            and (f := node.meta.get("qlint_frames", ())) and (f[0].path, f[0].line, f[0].col) == here]  # fmt: skip
+    return any(_mutation_seen(qg, n) for n in same or [name])
+
+
 def _scalar_operands(qg: QGraph, name: str) -> tuple[int, ...]:
     """The positions of the op's two operands that are Python numbers when traced (`x * self.scale`): the fix
     uses the FloatFunctional's `*_scalar` method for them, as for a number written in the code."""
@@ -506,7 +641,8 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} on a quantized tensor has no quantized kernel (QuantizedCPU): "
                     "use a FloatFunctional declared in __init__ (e.g. `self.skip_add.add(a, b)`)",
                     name,
-                    data=QuantizedOp(what, _float_operands(qg, name), _scalar_operands(qg, name)),
+                    data=QuantizedOp(what, _float_operands(qg, name), _scalar_operands(qg, name),
+                                     _mutation_seen_at_site(qg, name)),
                 )
             elif (
                 facts.quantized_support is False
@@ -646,8 +782,10 @@ def _site(ctx: FileContext, index: int, diag: Diagnostic) -> _Site | None:
                 method = _METHOD[type(node.operator)]
                 target = file.code(node.target)
                 site = _Site(index, diag, None, method, (target, file.code(node.value)), node, assign_to=target)
+                seen = diag.data.mutation_seen if isinstance(diag.data, QuantizedOp) else None
                 fn = file.enclosing_function(node)
-                site.unsafe = isinstance(node.target, cst.Name) and fn is not None and target in parameters(fn)
+                lexical = isinstance(node.target, cst.Name) and fn is not None and target in parameters(fn)
+                site.unsafe = lexical if seen is None else seen
                 break
     elif op in _BIN:
         for node in file.nodes_at(diag.span, (cst.BinaryOperation,)):
