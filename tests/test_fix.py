@@ -546,7 +546,7 @@ def test_new_import_joins_an_existing_one_line_import_of_the_module():
     assert edit == Edit("from torch.ao.quantization import DeQuantStub\n", (4, 1), (4, 1))  # a line of its own
 
 
-AUGMENTED = '''
+AUGMENTED = """
 import torch.nn as nn
 from torch.ao.quantization import DeQuantStub, QuantStub
 
@@ -585,7 +585,7 @@ class Net(nn.Module):
     def forward(self, x):
         y = self.shared(self.stem(self.quant(x)))
         return self.dequant(self.param(y) + y)
-'''
+"""
 
 
 def test_augmented_add_whose_update_is_seen_elsewhere_gets_an_unsafe_fix(write, qlint, qlint_json):

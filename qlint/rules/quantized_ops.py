@@ -641,8 +641,9 @@ def _walk(qg: QGraph) -> Iterator[Diagnostic]:
                     f"{what} on a quantized tensor has no quantized kernel (QuantizedCPU): "
                     "use a FloatFunctional declared in __init__ (e.g. `self.skip_add.add(a, b)`)",
                     name,
-                    data=QuantizedOp(what, _float_operands(qg, name), _scalar_operands(qg, name),
-                                     _mutation_seen_at_site(qg, name)),
+                    data=QuantizedOp(
+                        what, _float_operands(qg, name), _scalar_operands(qg, name), _mutation_seen_at_site(qg, name)
+                    ),
                 )
             elif (
                 facts.quantized_support is False
