@@ -31,6 +31,41 @@ def test_convtranspose_under_per_channel_qconfig(write, qlint_json):
     assert real_flow(load(qnnpack, 'AnnotatedConvTransposeModel("qnnpack")'), image) is None
 
 
+UPSAMPLER = """
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Up(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.up(self.conv(self.quant(x))))
+"""
+
+
+def test_convtranspose_fix_gives_that_layer_a_per_tensor_qconfig_and_the_model_converts(write, qlint, qlint_json):
+    path = write("up.py", UPSAMPLER)
+    image = lambda: torch.rand(1, 3, 8, 8)  # noqa: E731
+    assert real_flow(load(path, "Up()"), image).startswith("prepare: AssertionError: Per channel weight observer")
+    code, out, _ = qlint("check", path, "--backend", "x86", "--fix")
+    assert code == 0 and "Fixed 1 problem (0 remaining)." in out, out
+    assert "self.up.qconfig = default_qconfig" in path.read_text()
+    assert real_flow(load(path, "Up()"), image) is None
+    fixed = load(path, "Up()").eval()
+    fixed.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    prepared = torch.ao.quantization.prepare(fixed)
+    prepared(image())
+    converted = torch.ao.quantization.convert(prepared)
+    assert converted.conv.weight().qscheme() == torch.per_channel_affine  # the root's x86 qconfig stays
+    assert converted.up.weight().qscheme() == torch.per_tensor_affine
+
+
 def test_embedding_under_static_qconfig(write, qlint_json):
     static = write("emb.py", TEST_MODELS.format(name="EmbeddingModule", expr="EmbeddingModule()"))
     ids = lambda: torch.randint(0, 10, (2, 5))  # noqa: E731

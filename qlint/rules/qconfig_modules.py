@@ -55,7 +55,11 @@ class PerChannelConvTranspose(Rule):
     `get_default_qconfig("qnnpack")`), keeping the per-channel one for the rest of the model.
 
     ## Fix safety
-    No automatic fix: which per-tensor observer to use is a choice of the pipeline.
+    Safe: `self.up.qconfig = default_qconfig` right after the layer is built in `__init__` (an
+    own qconfig wins over the one `prepare` propagates from the root); float numerics do not
+    change, and the rest of the model keeps its per-channel weights. Only a layer the model
+    calls by its own attribute, and not in a file that quantizes with FX (`prepare_fx` reads a
+    `QConfigMapping`, not the attribute: `.set_module_name("up", default_qconfig)` there).
 
     ## References
     - [pytorch/pytorch#54816](https://github.com/pytorch/pytorch/issues/54816) (per-channel quantization of ConvTranspose)
@@ -68,6 +72,8 @@ class PerChannelConvTranspose(Rule):
     flows = (Flow.EAGER, Flow.FX)
     basis = (Basis.GRAPH,)
     summary = "a per-channel weight qconfig reaches a ConvTranspose"
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "safe (`default_qconfig`, per-tensor, on that layer)"
     examples = (
         Invalid(
             """\
@@ -86,6 +92,22 @@ class Up(nn.Module):
         return self.dequant(self.up(self.quant(x)))
 """,
             lines=(13,),
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub, default_qconfig
+
+
+class Up(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.up = nn.ConvTranspose2d(3, 4, 2, stride=2)
+        self.up.qconfig = default_qconfig  # per-tensor weights: prepare refuses a per-channel observer here
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.up(self.quant(x)))
+""",
             args=("--backend", "x86"),
         ),
         Valid(
@@ -126,6 +148,46 @@ class Up(nn.Module):
                     'ConvTranspose{n}d"); give it a per-tensor qconfig (`default_qconfig`)',
                     name,
                 )
+
+    def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+        if any(origin.rsplit(".", 1)[-1] in _FX_ENTRY_POINTS for origin in ctx.file.bound_names.values()):
+            return {}  # FX reads a QConfigMapping, not the attribute
+        out: dict[int, Fix] = {}
+        for index, diag in items:
+            fix = _per_tensor_fix(ctx, diag)
+            if fix is not None:
+                out[index] = fix
+        return out
+
+
+_FX_ENTRY_POINTS = frozenset({"prepare_fx", "prepare_qat_fx", "quantize_fx", "QConfigMapping"})
+DEFAULT_QCONFIG = ("torch.ao.quantization.default_qconfig", "torch.quantization.default_qconfig")
+
+
+def _per_tensor_fix(ctx: FileContext, diag: Diagnostic) -> Fix | None:
+    """``self.<layer>.qconfig = default_qconfig`` after the one statement of ``__init__`` that builds the layer the
+    finding's line calls as ``self.<layer>(...)``."""
+    import libcst as cst
+
+    from qlint.source.edit import attribute_assignments, methods
+
+    leaf = (diag.module or "").rsplit(".", 1)[-1]
+    for call in ctx.file.nodes_at(diag.span, (cst.Call,)):
+        func = call.func
+        if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self"):
+            continue
+        if func.attr.value != leaf:
+            continue
+        cls = ctx.file.enclosing_class(call)
+        init = methods(cls).get("__init__") if cls is not None else None
+        built = attribute_assignments(init, leaf) if init is not None else []
+        if len(built) != 1:
+            return None
+        name, imports = spelled(ctx, DEFAULT_QCONFIG, prefer_direct=True)
+        line = f"self.{leaf}.qconfig = {name}  # per-tensor weights: prepare refuses a per-channel observer here"
+        edit = ctx.file.insert_lines_after(built[0], [line])
+        return Fix(Applicability.SAFE, f"Give `self.{leaf}` a per-tensor qconfig (`{name}`)", (edit, *imports))
+    return None
 
 
 class EmbeddingQconfig(Rule):
