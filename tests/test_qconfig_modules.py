@@ -113,3 +113,40 @@ def test_lazy_head_on_a_torchvision_backbone(write, qlint_json):
     image = lambda: torch.rand(1, 3, 64, 64)  # noqa: E731
     verdict = real_flow(load(path, "build_model()"), image)
     assert verdict.startswith("convert: AttributeError: 'Linear' object has no attribute 'activation_post_process'")
+
+
+TAGGER = """
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+        self.quant = QuantStub()
+        self.fc = nn.Linear(16, 4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, ids):
+        return self.dequant(self.fc(self.quant(self.emb(ids))))
+"""
+
+
+def test_embedding_fix_makes_it_weight_only_and_the_model_converts(write, qlint):
+    path = write("tagger.py", TAGGER + "\n# qlint: input-shape = 2x8\n")
+    ids = lambda: torch.randint(0, 100, (2, 8))  # noqa: E731
+    assert real_flow(load(path, "Tagger()"), ids).startswith("convert: AssertionError: Embedding quantization")
+    code, out, _ = qlint("check", path, "--backend", "x86", "--fix")
+    assert code == 0 and "Fixed 1 problem (0 remaining)." in out, out
+    model = load(path, "Tagger()").eval()
+    assert real_flow(model, ids) is None
+    x = ids()
+    with torch.no_grad():
+        want = model(x)
+    model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    prepared = torch.ao.quantization.prepare(model)
+    prepared(x)
+    converted = torch.ao.quantization.convert(prepared)
+    assert isinstance(converted.emb, torch.ao.nn.quantized.Embedding)
+    assert torch.allclose(converted(x), want, atol=0.1)

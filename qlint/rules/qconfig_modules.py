@@ -150,11 +150,11 @@ class Up(nn.Module):
                 )
 
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
-        if any(origin.rsplit(".", 1)[-1] in _FX_ENTRY_POINTS for origin in ctx.file.bound_names.values()):
-            return {}  # FX reads a QConfigMapping, not the attribute
+        if in_fx_file(ctx):
+            return {}
         out: dict[int, Fix] = {}
         for index, diag in items:
-            fix = _per_tensor_fix(ctx, diag)
+            fix = layer_qconfig_fix(ctx, diag, DEFAULT_QCONFIG, PER_TENSOR_NOTE, "a per-tensor qconfig")
             if fix is not None:
                 out[index] = fix
         return out
@@ -162,11 +162,22 @@ class Up(nn.Module):
 
 _FX_ENTRY_POINTS = frozenset({"prepare_fx", "prepare_qat_fx", "quantize_fx", "QConfigMapping"})
 DEFAULT_QCONFIG = ("torch.ao.quantization.default_qconfig", "torch.quantization.default_qconfig")
+PER_TENSOR_NOTE = "per-tensor weights: prepare refuses a per-channel observer here"
+WEIGHT_ONLY_QCONFIG = (
+    "torch.ao.quantization.float_qparams_weight_only_qconfig",
+    "torch.quantization.float_qparams_weight_only_qconfig",
+)
+WEIGHT_ONLY_NOTE = "convert quantizes an embedding's weights only (its output stays float)"
 
 
-def _per_tensor_fix(ctx: FileContext, diag: Diagnostic) -> Fix | None:
-    """``self.<layer>.qconfig = default_qconfig`` after the one statement of ``__init__`` that builds the layer the
-    finding's line calls as ``self.<layer>(...)``."""
+def in_fx_file(ctx: FileContext) -> bool:
+    """The file quantizes with FX, which reads a ``QConfigMapping``, not a layer's ``qconfig`` attribute."""
+    return any(origin.rsplit(".", 1)[-1] in _FX_ENTRY_POINTS for origin in ctx.file.bound_names.values())
+
+
+def layer_qconfig_fix(ctx: FileContext, diag: Diagnostic, qconfig: tuple[str, ...], note: str, what: str) -> Fix | None:
+    """``self.<layer>.qconfig = <qconfig>  # <note>`` after the one statement of ``__init__`` that builds the layer
+    the finding's line calls as ``self.<layer>(...)`` (an own qconfig wins over the one ``prepare`` propagates)."""
     import libcst as cst
 
     from qlint.source.edit import attribute_assignments, methods
@@ -183,10 +194,9 @@ def _per_tensor_fix(ctx: FileContext, diag: Diagnostic) -> Fix | None:
         built = attribute_assignments(init, leaf) if init is not None else []
         if len(built) != 1:
             return None
-        name, imports = spelled(ctx, DEFAULT_QCONFIG, prefer_direct=True)
-        line = f"self.{leaf}.qconfig = {name}  # per-tensor weights: prepare refuses a per-channel observer here"
-        edit = ctx.file.insert_lines_after(built[0], [line])
-        return Fix(Applicability.SAFE, f"Give `self.{leaf}` a per-tensor qconfig (`{name}`)", (edit, *imports))
+        name, imports = spelled(ctx, qconfig, prefer_direct=True)
+        edit = ctx.file.insert_lines_after(built[0], [f"self.{leaf}.qconfig = {name}  # {note}"])
+        return Fix(Applicability.SAFE, f"Give `self.{leaf}` {what} (`{name}`)", (edit, *imports))
     return None
 
 
@@ -211,7 +221,9 @@ class EmbeddingQconfig(Rule):
     `QuantStub` where the static part of the model starts), or `qconfig = None` to keep it float.
 
     ## Fix safety
-    No automatic fix yet: set the qconfig on the embedding by hand.
+    Safe: `self.emb.qconfig = float_qparams_weight_only_qconfig` right after the embedding is built
+    in `__init__`; float numerics do not change. Only an embedding the model calls by its own
+    attribute, and not in a file that quantizes with FX (set it in the `QConfigMapping` there).
 
     ## References
     - [`float_qparams_weight_only_qconfig`](https://pytorch.org/docs/stable/generated/torch.ao.quantization.qconfig.float_qparams_weight_only_qconfig.html)
@@ -224,6 +236,8 @@ class EmbeddingQconfig(Rule):
     flows = (Flow.EAGER, Flow.FX)
     basis = (Basis.GRAPH,)
     summary = "a static qconfig reaches an nn.Embedding"
+    fix_availability = FixAvailability.SOMETIMES
+    fix_title = "safe (`float_qparams_weight_only_qconfig` on that embedding)"
     examples = (
         Invalid(
             """\
@@ -244,6 +258,24 @@ class Tagger(nn.Module):
         return self.dequant(self.fc(x))
 """,
             lines=(14,),
+            fixed="""\
+import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub, float_qparams_weight_only_qconfig
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+        self.emb.qconfig = float_qparams_weight_only_qconfig  # convert quantizes an embedding's weights only (its output stays float)
+        self.quant = QuantStub()
+        self.fc = nn.Linear(16, 4)
+        self.dequant = DeQuantStub()
+
+    def forward(self, ids):
+        x = self.quant(self.emb(ids))
+        return self.dequant(self.fc(x))
+""",
         ),
         Valid(
             """\
@@ -283,6 +315,16 @@ class Tagger(nn.Module):
                     f"`{facts.module}.qconfig = float_qparams_weight_only_qconfig` (or None to keep it float)",
                     name,
                 )
+
+    def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
+        if in_fx_file(ctx):
+            return {}
+        out: dict[int, Fix] = {}
+        for index, diag in items:
+            fix = layer_qconfig_fix(ctx, diag, WEIGHT_ONLY_QCONFIG, WEIGHT_ONLY_NOTE, "weight-only quantization")
+            if fix is not None:
+                out[index] = fix
+        return out
 
 
 class LazyModuleAtPrepare(Rule):
