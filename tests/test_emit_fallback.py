@@ -152,3 +152,56 @@ def test_emit_says_when_no_float_fallback_makes_the_model_convert(write, qlint, 
     assert _same_float_output(_original(tmp_path, "weightlib", "weightlib.Net()"), emitted, SHAPE)
     with pytest.raises(TypeError, match="weight"):
         eager_flow(emitted, SHAPE)
+
+
+FEATURES_LIB = """
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        a = self.c1(x)
+        return OrderedDict([("0", a), ("1", self.c2(a))])
+
+
+class Anchors(nn.Module):
+    '''torchvision's AnchorGenerator: tensors made with the feature maps' dtype (a quantized dtype fails:
+    "empty_strided not supported on quantized tensors").'''
+
+    def forward(self, feats):
+        return torch.cat([torch.ones(f.shape[-2:], dtype=f.dtype).flatten() for f in feats])
+
+
+class Detector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+        self.anchors = Anchors()
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        feats = self.backbone(x)
+        anchors = self.anchors(list(feats.values()))
+        return self.head(feats["1"]).flatten(1) * anchors[:1]
+"""
+
+
+def test_emit_dequantizes_the_ordered_dict_a_quantized_layer_returns_to_float_code(write, qlint, tmp_path):
+    """torchvision's detection models: the backbone (int8, called by the root's float code) returns its feature
+    maps in an OrderedDict, which the fallback's hooks passed on still quantized, so the anchor generator (float)
+    failed on them and the search gave up at the root (fcos, retinanet, ssd, faster/mask/keypoint R-CNN)."""
+    code, stdout, err, out = _emit(write, qlint, tmp_path, "detlib", FEATURES_LIB, "Detector()")
+    assert (code, err) == (0, ""), err
+    assert "Not converted" not in stdout, stdout
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "detlib", "detlib.Detector()"), emitted, SHAPE)
+    assert eager_flow(emitted, SHAPE) > 10
+    assert isinstance(emitted.backbone.c2, torch.ao.nn.quantized.Conv2d)

@@ -20,9 +20,6 @@ the original's.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +35,8 @@ def _fallback_in(stubs: nn.ModuleDict, quantize: bool, module: nn.Module, args):
         return stubs.dequant(args) if args.is_quantized else args
     if type(args) in (tuple, list):
         return type(args)(_fallback_in(stubs, quantize, module, a) for a in args)
+    if isinstance(args, dict):
+        return type(args)((k, _fallback_in(stubs, quantize, module, v)) for k, v in args.items())
     return args
 
 
@@ -48,8 +47,8 @@ def _fallback_out(stubs: nn.ModuleDict, quantize: bool, module: nn.Module, args:
         return stubs.quant(output) if output.is_floating_point() else output
     if type(output) in (tuple, list):
         return type(output)(_fallback_out(stubs, quantize, module, args, o) for o in output)
-    if type(output) is dict:
-        return {k: _fallback_out(stubs, quantize, module, args, v) for k, v in output.items()}
+    if isinstance(output, dict):  # an OrderedDict too: a detection backbone's feature maps
+        return type(output)((k, _fallback_out(stubs, quantize, module, args, v)) for k, v in output.items())
     return output
 
 
@@ -255,18 +254,14 @@ def first_int8_failure(text: str, out: str, original, example: Callable[[], obje
     """None when the emitted model converts and runs as a user's eager flow runs it, else its ``Int8Failure``."""
     from torch.ao.quantization import convert, prepare
 
-    from qlint.fix.apply import candidate_file
+    from qlint.fix.apply import candidate_module
     from qlint.model.loader import quiet
     from qlint.verify.flows import StepFailed, run_tracked, use_engine
 
-    with candidate_file(out, text) as tmp, quiet(), use_engine(engine):
-        name = os.path.splitext(os.path.basename(tmp))[0]
-        spec = importlib.util.spec_from_file_location(name, tmp)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # removed with the file
+    with candidate_module(out, text) as module, quiet(), use_engine(engine):
         phase, stack, kinds = "build", (), {}
         try:
-            spec.loader.exec_module(module)
+            module.__loader__.exec_module(module)
             model = module.build_model().eval()
             model.load_state_dict(original.state_dict(), strict=True)
             kinds = {n: type(m) for n, m in model.named_modules()}
@@ -285,8 +280,6 @@ def first_int8_failure(text: str, out: str, original, example: Callable[[], obje
             phase, stack, cause = exc.phase, exc.stack, exc.cause
         except Exception as exc:  # noqa: BLE001 - any failure is the verdict
             cause = exc
-        finally:
-            sys.modules.pop(name, None)
         error = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:200]}"
         copied = frozenset(k for k, v in vars(module).items() if isinstance(v, type))
         return Int8Failure(phase, error, tuple(stack), kinds, copied)
