@@ -18,6 +18,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -172,6 +173,23 @@ def candidate_file(path: str, text: str) -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
         for cached in [f for f in linecache.cache if f.startswith(workdir + os.sep)]:
             linecache.cache.pop(cached, None)
+
+
+@contextlib.contextmanager
+def candidate_module(path: str, text: str) -> Iterator[types.ModuleType]:
+    """``text`` imported as ``path`` would be (``candidate_file``), as a fresh module that is not yet executed:
+    the caller runs ``module.__loader__.exec_module(module)`` where its failures are its verdict."""
+    import importlib.util
+
+    with candidate_file(path, text) as tmp:
+        name = os.path.splitext(os.path.basename(tmp))[0]
+        spec = importlib.util.spec_from_file_location(name, tmp)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # removed with the file
+        try:
+            yield module
+        finally:
+            sys.modules.pop(name, None)
 
 
 _STAND_IN = """# Stands in for {init!r} while qlint checks a fixed copy of a file of this package.

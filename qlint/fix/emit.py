@@ -749,20 +749,14 @@ def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int,
 
     Not ``exact`` (unsafe fixes may change the numerics): only that it runs, output of the same shape.
     """
-    import importlib.util
-
     import torch
 
-    from qlint.fix.apply import candidate_file
+    from qlint.fix.apply import candidate_module
     from qlint.model.loader import quiet
 
     try:
-        with candidate_file(out, text) as tmp, quiet():
-            name = os.path.splitext(os.path.basename(tmp))[0]
-            spec = importlib.util.spec_from_file_location(name, tmp)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # removed with the file
-            spec.loader.exec_module(module)
+        with candidate_module(out, text) as module, quiet():
+            module.__loader__.exec_module(module)
             emitted = module.build_model().eval()
             emitted.load_state_dict(original.state_dict(), strict=True)
             original.eval()
