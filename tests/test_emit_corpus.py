@@ -238,6 +238,53 @@ def test_emit_defines_a_class_before_a_helper_function_whose_signature_reads_it(
     assert _same_float_output(_original(tmp_path, "annotated_lib", "annotated_lib.Net()"), emitted, (1, 3, 16, 16))
 
 
+REGISTRY_BY_IDENTITY = """
+import torch.nn as nn
+
+
+class NormAct(nn.BatchNorm2d):
+    def forward(self, x):
+        return super().forward(x).relu()
+
+
+_NORM_ACT_TYPES = {NormAct}
+
+
+def get_norm_act_layer(norm_layer):
+    assert norm_layer in _NORM_ACT_TYPES, f"No equivalent norm_act layer for {norm_layer.__name__.lower()}"
+    return norm_layer
+
+
+class Net(nn.Module):
+    def __init__(self, norm_layer=None):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = get_norm_act_layer(norm_layer)(4)
+
+    def forward(self, x):
+        return self.norm(self.conv(x))
+
+
+def net():
+    return Net(norm_layer=NormAct)
+"""
+
+
+def test_emit_passes_the_librarys_own_class_to_a_registry_that_checks_identity(write, qlint, tmp_path):
+    """timm's ResNetV2 (`norm_layer=BatchNormAct2d`): `get_norm_act_layer` looks the class up among timm's own,
+    so the emitted file's copy failed its check ("No equivalent norm_act layer for batchnormact2d")."""
+    write("registry_lib.py", REGISTRY_BY_IDENTITY)
+    path = write("registry.py", "# qlint: input-shape = 1x3x16x16\nimport registry_lib\n\n\ndef build_model():\n"
+                 "    return registry_lib.net()\n")  # fmt: skip
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "norm_layer=NormAct_of_registry_lib" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "registry_lib", "registry_lib.net()"), emitted, (1, 3, 16, 16))
+    assert eager_flow(emitted, (1, 3, 16, 16)) > 10
+
+
 LOCAL_RELATIVE_IMPORTS = {
     "rpkg/__init__.py": "",
     "rpkg/inits.py": """

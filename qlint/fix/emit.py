@@ -52,6 +52,7 @@ class _Code:
     classes: list[type] = field(default_factory=list)
     aliases: dict[str, type] = field(default_factory=dict)  # ``SElayer = SqueezeExcitation``
     visiting: set = field(default_factory=set)  # functions whose names are being resolved
+    library_types: bool = False  # a class passed as an argument: the library's own, not the copy
 
 
 SPLIT_NOTE = """
@@ -71,14 +72,33 @@ def emit(
     torchvision's hand-written quantizable models do) or interfaces.
     """
     from qlint.config import with_pragmas
-    from qlint.fix.apply import fix_text, write_atomic
-    from qlint.rules.relu6 import relu6_to_relu, split_relu6
+    from qlint.fix.apply import write_atomic
     from qlint.source.file import SourceFile
 
     settings = with_pragmas(settings, SourceFile.read(path))  # the file's `# qlint: input-shape`
     spec, model, ctor = _library_model(path, settings, expr)
     swaps = _swapped_after_build(model, ctor)
-    draw = functools.partial(render, swaps=swaps)
+    try:
+        text, fixes, notes = _emitted(path, out, settings, spec, model, ctor, swaps, unsafe, library_types=False)
+    except EmitError as first:
+        if "failed its check" not in str(first):
+            raise
+        # a class passed to the constructor that the library looks up by identity (timm's `norm_layer` registry:
+        # "No equivalent norm_act layer for batchnormact2d"): pass the library's own class instead
+        try:
+            text, fixes, notes = _emitted(path, out, settings, spec, model, ctor, swaps, unsafe, library_types=True)
+        except EmitError:
+            raise first from None
+    write_atomic(out, text)
+    return spec.name, fixes, notes
+
+
+def _emitted(path: str, out: str, settings: Settings, spec, model, ctor, swaps, unsafe: bool, library_types: bool):
+    """(the emitted text, fixes applied, notes): render, the fix loop, the float islands and fallback, the check."""
+    from qlint.fix.apply import fix_text
+    from qlint.rules.relu6 import relu6_to_relu, split_relu6
+
+    draw = functools.partial(render, swaps=swaps, library_types=library_types)
     text = draw(model, ctor, spec.name, path, shape=settings.input_shape)
     rewrites = 0
     for rewrite, note, wanted in ((relu6_to_relu, UNSAFE_NOTE, unsafe), (split_relu6, SPLIT_NOTE, True)):
@@ -95,8 +115,7 @@ def emit(
     text, parts = with_quantized_parts(text, model, outcome.remaining)
     text, fallback = with_float_fallback(text, out, model, settings)
     _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
-    write_atomic(out, text)
-    return spec.name, outcome.fixed + rewrites + islands + paddings + parts + fallback.kinds, fallback.notes()
+    return text, outcome.fixed + rewrites + islands + paddings + parts + fallback.kinds, fallback.notes()
 
 
 FLOAT_ISLANDS = '''
@@ -478,10 +497,11 @@ def swapped(model: nn.Module, *swaps: tuple) -> nn.Module:
 
 
 def render(model, ctor, name: str, path: str, note: str = "", shape: tuple[int, ...] | None = None,
-            swaps: list[tuple[type, object]] = ()) -> str:  # fmt: skip
+            swaps: list[tuple[type, object]] = (), library_types: bool = False) -> str:  # fmt: skip
     """The emitted file's text, before fixes; ``shape`` (the source's input-shape pragma) is kept as a pragma;
-    ``swaps`` (``_swapped_after_build``) are done in ``build_model()``."""
-    code = _Code()
+    ``swaps`` (``_swapped_after_build``) are done in ``build_model()``; ``library_types``: a class passed as a
+    constructor argument is imported from its library, not the copy (the library may look it up by identity)."""
+    code = _Code(library_types=library_types)
     types_used = [type(m) for m in model.modules()]
     wanted: list[type] = []
     for cls in types_used:
@@ -640,6 +660,8 @@ def _value(value, owner: type, code: _Code, wanted: list[type]) -> str:
             + "}"
         )
     if isinstance(value, type):
+        if code.library_types and not _is_torch(value):
+            return _library_alias(value, code)
         return _type_name(value, code, wanted)
     if isinstance(value, functools.partial):
         code.imports["partial"] = "from functools import partial"
@@ -685,6 +707,16 @@ def _type_name(cls: type, code: _Code, wanted: list[type]) -> str:
         code.imports["nn"] = "import torch.nn as nn"
         return f"nn.{cls.__name__}"
     return _import_name(cls, cls.__name__, code)
+
+
+def _library_alias(cls: type, code: _Code) -> str:
+    """The library's own ``cls`` under a name the copied class of the same name does not shadow."""
+    module = cls.__module__
+    if getattr(sys.modules.get(module), cls.__name__, None) is not cls:
+        raise EmitError(f"cannot import {cls.__name__!r}")
+    alias = f"{cls.__name__}_of_{module.split('.')[0]}"
+    code.imports.setdefault(alias, f"from {module} import {cls.__name__} as {alias}")
+    return alias
 
 
 def _import_name(obj: object, name: str, code: _Code) -> str:
