@@ -205,3 +205,42 @@ def test_emit_dequantizes_the_ordered_dict_a_quantized_layer_returns_to_float_co
     assert _same_float_output(_original(tmp_path, "detlib", "detlib.Detector()"), emitted, SHAPE)
     assert eager_flow(emitted, SHAPE) > 10
     assert isinstance(emitted.backbone.c2, torch.ao.nn.quantized.Conv2d)
+
+
+PLAIN_TENSORS_LIB = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FunctionalLinear(nn.Module):
+    '''torch's own test model: its weight is a plain tensor attribute, in no state_dict.'''
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.rand((5, 5))
+        self.bias = torch.zeros(5)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+"""
+
+
+def test_emit_says_what_the_state_dict_does_not_carry_and_that_nothing_is_quantized(write, qlint, tmp_path):
+    """torch's FunctionalLinear models: the emitted copy draws its own random weight, so its check failed ("float
+    output differs ... a qlint bug") and nothing was written. The check now copies the plain tensors as it loads
+    the state_dict, and the user is told to do the same; and that `convert` quantizes none of its layers."""
+    write("plainlib.py", PLAIN_TENSORS_LIB)
+    path = write(
+        "model.py", "# qlint: input-shape = 2x5\n" + USER_FILE.format(lib="plainlib", expr="FunctionalLinear()")
+    )
+    out = tmp_path / "emitted.py"
+    code, stdout, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "Not in the state_dict (plain tensor attributes, not parameters or buffers): weight, bias" in stdout
+    assert "Converts, but `convert` swapped none of its layers: nothing in it runs in int8" in stdout
+    original, emitted = _original(tmp_path, "plainlib", "plainlib.FunctionalLinear()"), load(out, "build_model()")
+    emitted.load_state_dict(original.state_dict())
+    emitted.weight, emitted.bias = original.weight, original.bias
+    x = torch.rand(2, 5)
+    assert torch.equal(emitted(x), original(x))

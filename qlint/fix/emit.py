@@ -114,8 +114,12 @@ def _emitted(path: str, out: str, settings: Settings, spec, model, ctor, swaps, 
     text, paddings = with_explicit_padding(text, model)
     text, parts = with_quantized_parts(text, model, outcome.remaining)
     text, fallback = with_float_fallback(text, out, model, settings)
-    _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
-    return text, outcome.fixed + rewrites + islands + paddings + parts + fallback.kinds, fallback.notes()
+    plain = _verify(text, out, model, exact=not unsafe, shape=settings.input_shape)
+    notes = fallback.notes()
+    if plain:
+        notes.append(f"Not in the state_dict (plain tensor attributes, not parameters or buffers): {', '.join(plain)}; "
+                     "copy them from your model after `load_state_dict`.")  # fmt: skip
+    return text, outcome.fixed + rewrites + islands + paddings + parts + fallback.kinds, notes
 
 
 FLOAT_ISLANDS = '''
@@ -776,21 +780,23 @@ def _resolve_names(source: str, module, code: _Code, wanted: list[type], local: 
 # ---- verification -----------------------------------------------------------------------------------
 
 
-def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int, ...] | None = None) -> None:
-    """The emitted model loads the original's state_dict (strict) and gives the same float output.
+def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int, ...] | None = None) -> list[str]:
+    """The emitted model loads the original's state_dict (strict) and gives the same float output once the plain
+    tensor attributes no state_dict carries are copied too (``load_original_state``); their names.
 
     Not ``exact`` (unsafe fixes may change the numerics): only that it runs, output of the same shape.
     """
     import torch
 
     from qlint.fix.apply import candidate_module
+    from qlint.fix.fallback import load_original_state
     from qlint.model.loader import quiet
 
     try:
         with candidate_module(out, text) as module, quiet():
             module.__loader__.exec_module(module)
             emitted = module.build_model().eval()
-            emitted.load_state_dict(original.state_dict(), strict=True)
+            plain = load_original_state(emitted, original)
             original.eval()
             x = _example_input(original, shape)
             if x is not None:
@@ -799,6 +805,7 @@ def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int,
                     same = want.shape == got.shape and (not exact or torch.allclose(want, got, rtol=1e-4, atol=1e-5))
                 if not same:
                     raise EmitError("the emitted model's float output differs from the original's (a qlint bug)")
+            return plain
     except EmitError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure means the emitted file is not usable

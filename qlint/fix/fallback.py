@@ -126,6 +126,7 @@ class Fallback:
     float_layers: list[str] = field(default_factory=list)
     rounds: int = 0
     converts: bool = False
+    quantized: int = 0  # layers the conversion swapped for quantized ones
     failure: str = ""  # why the search stopped without a model that converts and runs
 
     @property
@@ -142,6 +143,9 @@ class Fallback:
             out.append(f"Measured: these layers run in float between stubs: {', '.join(self.float_layers)}.")
         if self.failure:
             out.append(f"Not converted: {self.failure}.")
+        elif self.converts and not self.quantized:
+            out.append("Converts, but `convert` swapped none of its layers: nothing in it runs in int8 (its compute is "
+                       "not in layers eager mode quantizes, e.g. `F.linear` with plain tensors).")  # fmt: skip
         return out
 
 
@@ -165,7 +169,7 @@ def measured_fallback(
     candidate = text
     while True:
         result.rounds += 1
-        failure = first_int8_failure(candidate, out, original, example, engine)
+        failure, result.quantized = first_int8_failure(candidate, out, original, example, engine)
         if failure is None:
             result.converts = True
             return candidate, result
@@ -250,8 +254,11 @@ class Int8Failure:
         return any(n.startswith(prefix) and n != name for n in self.kinds)
 
 
-def first_int8_failure(text: str, out: str, original, example: Callable[[], object], engine: str):
-    """None when the emitted model converts and runs as a user's eager flow runs it, else its ``Int8Failure``."""
+def first_int8_failure(
+    text: str, out: str, original, example: Callable[[], object], engine: str
+) -> tuple[Int8Failure | None, int]:
+    """(None, the number of layers ``convert`` swapped) when the emitted model converts and runs as a user's eager
+    flow runs it, else (its ``Int8Failure``, 0)."""
     from torch.ao.quantization import convert, prepare
 
     from qlint.fix.apply import candidate_module
@@ -263,7 +270,7 @@ def first_int8_failure(text: str, out: str, original, example: Callable[[], obje
         try:
             module.__loader__.exec_module(module)
             model = module.build_model().eval()
-            model.load_state_dict(original.state_dict(), strict=True)
+            load_original_state(model, original)
             kinds = {n: type(m) for n, m in model.named_modules()}
             phase = "fuse"
             if callable(getattr(model, "fuse_model", None)):
@@ -275,14 +282,40 @@ def first_int8_failure(text: str, out: str, original, example: Callable[[], obje
             phase = "convert"
             convert(model, inplace=True)
             run_tracked(model, "forward", [_args(example())])
-            return None
+            return None, _quantized_layers(model)
         except StepFailed as exc:
             phase, stack, cause = exc.phase, exc.stack, exc.cause
         except Exception as exc:  # noqa: BLE001 - any failure is the verdict
             cause = exc
         error = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:200]}"
         copied = frozenset(k for k, v in vars(module).items() if isinstance(v, type))
-        return Int8Failure(phase, error, tuple(stack), kinds, copied)
+        return Int8Failure(phase, error, tuple(stack), kinds, copied), 0
+
+
+def _quantized_layers(model) -> int:
+    """The layers ``convert`` swapped for quantized ones that compute (not the stubs' Quantize / DeQuantize)."""
+    return sum(
+        type(m).__module__.startswith("torch.ao.nn.quantized") and type(m).__name__ not in ("Quantize", "DeQuantize")
+        for m in model.modules()
+    )
+
+
+def load_original_state(model, original) -> list[str]:
+    """Load ``original``'s state into ``model``: its state_dict (strict), then the plain tensor attributes that no
+    state_dict carries (torch's ``FunctionalLinear`` keeps ``self.weight = torch.rand(5, 5)``); their names."""
+    import torch
+
+    model.load_state_dict(original.state_dict(), strict=True)
+    copied = []
+    mine = dict(model.named_modules())
+    for name, module in original.named_modules():
+        other = mine.get(name)
+        for attr, value in vars(module).items():
+            theirs = getattr(other, attr, None) if other is not None else None
+            if isinstance(value, torch.Tensor) and isinstance(theirs, torch.Tensor) and theirs.shape == value.shape:
+                setattr(other, attr, value.clone())
+                copied.append(f"{name}.{attr}" if name else attr)
+    return copied
 
 
 def _fast_qconfig(engine: str):
