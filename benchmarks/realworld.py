@@ -534,10 +534,12 @@ def _flat(out):
 
 
 def emitted_flow(original: Path, emitted: Path, shape: tuple[int, ...]) -> dict:
-    """The file ``qlint emit`` wrote, judged: it builds, loads the original model's state_dict (strict), gives the
-    same float output on a random input at the model's shape (``torch.equal``), then the real eager flow on it:
-    ``fuse_model()`` when the emitted model has one (its own preparation step), x86 qconfig, ``prepare``,
-    2 calibration batches, ``convert``, one forward."""
+    """The file ``qlint emit`` wrote, judged: it builds, loads the original model's state_dict (strict) and the plain
+    tensor attributes no state_dict carries (torch's ``FunctionalLinear`` keeps ``self.weight = torch.rand(5, 5)``),
+    gives the same float output on a random input at the model's shape (``torch.equal``), then the real eager flow
+    on it: ``fuse_model()`` when the emitted model has one (its own preparation step), x86 qconfig, ``prepare``,
+    2 calibration batches, ``convert``, one forward; ``quantized_layers`` counts the layers ``convert`` swapped
+    (not the stubs' Quantize/DeQuantize): 0 means it converts and runs with nothing in int8."""
     import torch
     from torch.ao.quantization import convert, get_default_qconfig, prepare
 
@@ -553,6 +555,7 @@ def emitted_flow(original: Path, emitted: Path, shape: tuple[int, ...]) -> dict:
             model = emitted_module.build_model().eval()
             stage = "load_state_dict"
             model.load_state_dict(reference.state_dict(), strict=True)
+            result["plain_tensors"] = _copy_plain_tensors(reference, model)
             result["loads"] = True
             stage = "float"
             n_inputs, vocabulary = _required_inputs(reference), _vocabulary(reference)
@@ -579,12 +582,32 @@ def emitted_flow(original: Path, emitted: Path, shape: tuple[int, ...]) -> dict:
             stage = "forward"
             with torch.no_grad():
                 model(*_batch(shape, n_inputs, vocabulary, 3))
+            result["quantized_layers"] = sum(
+                type(m).__module__.startswith("torch.ao.nn.quantized")
+                and type(m).__name__ not in ("Quantize", "DeQuantize")
+                for m in model.modules()
+            )
         result.update(ok=True, stage="done")
     except Exception as exc:  # noqa: BLE001 - the verdict is the error
         message = (str(exc).strip().splitlines() or [""])[0][:300]
         result.update(ok=False, stage=stage, error_type=type(exc).__name__, error=message, frames=_frames(exc))
     result["seconds"] = _since(start)
     return result
+
+
+def _copy_plain_tensors(source, target) -> int:
+    """Copy the tensor attributes that are neither parameters nor buffers, module by module; how many."""
+    import torch
+
+    copied, theirs = 0, dict(target.named_modules())
+    for name, module in source.named_modules():
+        other = theirs.get(name)
+        for attr, value in vars(module).items():
+            mine = getattr(other, attr, None) if other is not None else None
+            if isinstance(value, torch.Tensor) and isinstance(mine, torch.Tensor) and mine.shape == value.shape:
+                setattr(other, attr, value.clone())
+                copied += 1
+    return copied
 
 
 def _since(start: float) -> float:
@@ -908,8 +931,9 @@ def emit_report(rows: list[dict], groups: list[str], p) -> None:
     if not tried:
         return
     p("## qlint emit on the models whose wrapped flow fails")
-    p("Emitted from the plain file; judged: loads the original's state_dict (strict), `torch.equal` float output,")
-    p("then `fuse_model()` when it has one, x86 qconfig, prepare, 2 calibration batches, convert, one forward.")
+    p("Emitted from the plain file; judged: loads the original's state_dict (strict) and plain tensor attributes,")
+    p("`torch.equal` float output, then `fuse_model()` when it has one, x86 qconfig, prepare, 2 calibration batches,")
+    p("convert, one forward.")
     p()
     p("A model not yet tried counts as not emitted in `emitted identical / fails`.")
     p()
@@ -929,6 +953,11 @@ def emit_report(rows: list[dict], groups: list[str], p) -> None:
         counts = f"| {group} | {len(sel)} | {len(emits)} | {len(written)} | {len(same)} | {len(runs)} |"
         p(f"{counts} {ratio(len(same), len(sel))} | {ratio(len(same), len(emits))} | {ratio(len(runs), len(same))} |")
     p()
+    hollow = sorted(r["id"] for r in tried if r["emit"]["written"] and r["emit"]["check"].get("quantized_layers") == 0)
+    if hollow:
+        p(f"Of those that convert and run, {len(hollow)} have no layer `convert` swapped (nothing runs in int8; "
+          f"counted as running): {', '.join(hollow)}")  # fmt: skip
+        p()
     if untried:
         p(f"Not tried yet ({len(untried)}; `--recheck --emit-only` tries them): {', '.join(untried)}")
         p()
