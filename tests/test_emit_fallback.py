@@ -244,3 +244,48 @@ def test_emit_says_what_the_state_dict_does_not_carry_and_that_nothing_is_quanti
     emitted.weight, emitted.bias = original.weight, original.bias
     x = torch.rand(2, 5)
     assert torch.equal(emitted(x), original(x))
+
+
+NESTED_WRAPPER_LIB = """
+import torch
+from torch import nn
+from torch.ao.quantization import QuantWrapper
+
+
+class Sub(nn.Module):
+    '''torch's QuantSubModel: a QuantWrapper between layers the root's qconfig quantizes too.'''
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(5, 5)
+        self.sub = QuantWrapper(nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 5)))
+        self.fc3 = nn.Linear(5, 5)
+
+    def forward(self, x):
+        return self.fc3(self.sub(self.fc1(x)))
+"""
+
+
+def test_emit_gives_a_nested_quant_wrapper_float_and_takes_back_quantized(write, qlint, tmp_path):
+    """torch's QuantSubModel, AnnotatedSubNestedModel: with a QuantStub at the root (emit's QL101 fix) the nested
+    QuantWrapper's stub got a quantized tensor (`aten::quantize_per_tensor` on QuantizedCPU) and the search gave
+    up at the root; now the wrapper takes float and gives quantized back, and every Linear is int8."""
+    write("wraplib.py", NESTED_WRAPPER_LIB)
+    path = write("model.py", "# qlint: input-shape = 2x5\n" + USER_FILE.format(lib="wraplib", expr="Sub()"))
+    out = tmp_path / "emitted.py"
+    code, stdout, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    assert "Not converted" not in stdout and "a QuantWrapper was given a quantized tensor" in stdout, stdout
+    emitted = load(out, "build_model()")
+    original = _original(tmp_path, "wraplib", "wraplib.Sub()")
+    emitted.load_state_dict(original.state_dict())
+    x = torch.rand(2, 5)
+    with torch.no_grad():
+        assert torch.equal(emitted(x), original(x))
+        emitted.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+        torch.ao.quantization.prepare(emitted, inplace=True)
+        emitted(x)
+        torch.ao.quantization.convert(emitted, inplace=True)
+        emitted(x)
+    linears = [m for m in emitted.modules() if isinstance(m, torch.ao.nn.quantized.Linear)]
+    assert len(linears) == 4

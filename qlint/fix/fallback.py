@@ -56,7 +56,8 @@ def float_fallback(model: nn.Module, float_code: tuple = (), float_layers: tuple
     """Measured by `qlint emit` (a real conversion): the first int8 forward failed in the code of the classes of
     `float_code` and in the layers of `float_layers`. The code of a `float_code` class runs in float and each
     layer it calls is quantized on its own (a QuantStub before, a DeQuantStub after); a `float_layers` layer runs
-    in float (`qconfig = None`) between a DeQuantStub and a QuantStub. The stubs live in `model.fallback_stubs`
+    in float (`qconfig = None`) between a DeQuantStub and a QuantStub (a `QuantWrapper` given a quantized tensor
+    keeps its qconfig: it quantizes what it takes itself). The stubs live in `model.fallback_stubs`
     (no state: the state_dict loads) and are the identity before `convert` (the float outputs stay the same)."""
     swapped = set(get_default_static_quant_module_mappings()) - {QuantStub, DeQuantStub}
 
@@ -96,7 +97,8 @@ def float_fallback(model: nn.Module, float_code: tuple = (), float_layers: tuple
         module.register_forward_hook(partial(_fallback_out, stubs, quantize))
 
     for name in layers:
-        model.get_submodule(name).qconfig = None  # an own qconfig wins over the one prepare propagates
+        if not isinstance(model.get_submodule(name), QuantWrapper):  # it quantizes what it takes itself
+            model.get_submodule(name).qconfig = None  # an own qconfig wins over the one prepare propagates
     for name in [*layers, *codes]:
         if name and name not in calls:  # called by int8 code: dequantize what it takes, quantize what it gives
             hook(name, quantize=False)
@@ -111,6 +113,7 @@ IMPORTS = (
     ("partial", "from functools import partial"),
     ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
     ("QuantStub", "from torch.ao.quantization import QuantStub"),
+    ("QuantWrapper", "from torch.ao.quantization import QuantWrapper"),
     (
         "get_default_static_quant_module_mappings",
         "from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings",
@@ -139,8 +142,12 @@ class Fallback:
         if self.float_code:
             out.append(f"Measured: the int8 forward failed in their own code, which now runs in float (their layers "
                        f"stay int8): {', '.join(self.float_code)}.")  # fmt: skip
-        if self.float_layers:
-            out.append(f"Measured: these layers run in float between stubs: {', '.join(self.float_layers)}.")
+        layers = [k for k in self.float_layers if k != "QuantWrapper"]
+        if layers:
+            out.append(f"Measured: these layers run in float between stubs: {', '.join(layers)}.")
+        if "QuantWrapper" in self.float_layers:
+            out.append("Measured: a QuantWrapper was given a quantized tensor (its QuantStub cannot take one): it now "
+                       "gets a float tensor (a DeQuantStub before it) and gives back a quantized one.")  # fmt: skip
         if self.failure:
             out.append(f"Not converted: {self.failure}.")
         elif self.converts and not self.quantized:
@@ -224,10 +231,13 @@ class Int8Failure:
 
     def _step(self, kind: type, name: str, result: Fallback) -> str:
         import torch.nn as nn
-        from torch.ao.quantization import DeQuantStub, QuantStub
+        from torch.ao.quantization import DeQuantStub, QuantStub, QuantWrapper
         from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
 
         torch_kind = kind.__module__.split(".")[0] == "torch"
+        if kind is QuantWrapper and "QuantWrapper" not in result.float_layers:
+            result.float_layers.append("QuantWrapper")  # given a quantized tensor: dequantize it before, quantize after
+            return "moved"
         if torch_kind and not kind.__module__.startswith("torch.nn.modules"):
             return "caller"  # not nameable in the file (torch.ao's own layers): its caller
         if issubclass(kind, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
