@@ -944,3 +944,34 @@ def test_emit_quantizes_a_float_tensor_joined_by_cat(write, qlint, tmp_path):
     emitted = load(out, "build_model()")
     assert _same_float_output(_original(tmp_path, "vitlib", "vitlib.Vit()"), emitted, (1, 3, 16, 16))
     assert eager_flow(emitted, (1, 3, 16, 16)) > 15
+
+
+EMBEDDING_BAG = """
+import torch.nn as nn
+
+
+class Bag(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.EmbeddingBag(10, 12, mode="sum")
+        self.linear = nn.Linear(12, 1)
+
+    def forward(self, ids):
+        return self.linear(self.emb(ids))
+"""
+
+
+def test_emit_checks_an_embedding_bag_model_with_token_ids(write, qlint, tmp_path):
+    """torch's ManualEmbeddingBagLinear: emit's check fed the EmbeddingBag a float tensor ("Expected tensor for
+    argument #1 'indices' to have one of the following scalar types: Long, Int") and wrote nothing."""
+    write("baglib.py", EMBEDDING_BAG)
+    path = write(
+        "bag.py", "# qlint: input-shape = 1x12\nimport baglib\n\n\ndef build_model():\n    return baglib.Bag()\n"
+    )
+    out = tmp_path / "emitted.py"
+    code, _, err = qlint("emit", path, "-o", out)
+    assert (code, err) == (0, ""), err
+    emitted, original = load(out, "build_model()"), _original(tmp_path, "baglib", "baglib.Bag()")
+    emitted.load_state_dict(original.state_dict())
+    ids = torch.randint(0, 10, (1, 12))
+    assert torch.equal(emitted(ids), original(ids))

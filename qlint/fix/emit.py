@@ -822,8 +822,9 @@ def _example_input(model, shape: tuple[int, ...] | None):
     from qlint.model.loader import quiet
     from qlint.model.trace import shape_for_first_layer
 
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))), None)
-    if isinstance(first, nn.Embedding):
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding, nn.EmbeddingBag))),
+                 None)  # fmt: skip
+    if isinstance(first, (nn.Embedding, nn.EmbeddingBag)):
         return torch.randint(0, first.num_embeddings, shape or (1, 8))
     if shape is None and isinstance(first, nn.Conv2d):
         default = shape_for_first_layer(model.modules())
