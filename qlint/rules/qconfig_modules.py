@@ -150,14 +150,7 @@ class Up(nn.Module):
                 )
 
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
-        if in_fx_file(ctx):
-            return {}
-        out: dict[int, Fix] = {}
-        for index, diag in items:
-            fix = layer_qconfig_fix(ctx, diag, DEFAULT_QCONFIG, PER_TENSOR_NOTE, "a per-tensor qconfig")
-            if fix is not None:
-                out[index] = fix
-        return out
+        return layer_qconfig_fixes(ctx, items, DEFAULT_QCONFIG, PER_TENSOR_NOTE, "a per-tensor qconfig")
 
 
 _FX_ENTRY_POINTS = frozenset({"prepare_fx", "prepare_qat_fx", "quantize_fx", "QConfigMapping"})
@@ -173,6 +166,14 @@ WEIGHT_ONLY_NOTE = "convert quantizes an embedding's weights only (its output st
 def in_fx_file(ctx: FileContext) -> bool:
     """The file quantizes with FX, which reads a ``QConfigMapping``, not a layer's ``qconfig`` attribute."""
     return any(origin.rsplit(".", 1)[-1] in _FX_ENTRY_POINTS for origin in ctx.file.bound_names.values())
+
+
+def layer_qconfig_fixes(ctx: FileContext, items: FixItems, qconfig: tuple[str, ...], note: str, what: str):
+    """``layer_qconfig_fix`` for each finding; none in a file that quantizes with FX."""
+    if in_fx_file(ctx):
+        return {}
+    fixes = {index: layer_qconfig_fix(ctx, diag, qconfig, note, what) for index, diag in items}
+    return {index: fix for index, fix in fixes.items() if fix is not None}
 
 
 def layer_qconfig_fix(ctx: FileContext, diag: Diagnostic, qconfig: tuple[str, ...], note: str, what: str) -> Fix | None:
@@ -317,14 +318,7 @@ class Tagger(nn.Module):
                 )
 
     def fix(self, ctx: FileContext, items: FixItems) -> dict[int, Fix]:
-        if in_fx_file(ctx):
-            return {}
-        out: dict[int, Fix] = {}
-        for index, diag in items:
-            fix = layer_qconfig_fix(ctx, diag, WEIGHT_ONLY_QCONFIG, WEIGHT_ONLY_NOTE, "weight-only quantization")
-            if fix is not None:
-                out[index] = fix
-        return out
+        return layer_qconfig_fixes(ctx, items, WEIGHT_ONLY_QCONFIG, WEIGHT_ONLY_NOTE, "weight-only quantization")
 
 
 class LazyModuleAtPrepare(Rule):
