@@ -289,3 +289,43 @@ def test_emit_gives_a_nested_quant_wrapper_float_and_takes_back_quantized(write,
         emitted(x)
     linears = [m for m in emitted.modules() if isinstance(m, torch.ao.nn.quantized.Linear)]
     assert len(linears) == 4
+
+
+TRANSPOSED_LIB = """
+from collections import OrderedDict
+
+from torch import nn
+
+
+class MaskHead(nn.Sequential):
+    '''torchvision's MaskRCNNPredictor: a ConvTranspose inside a Sequential, called by no line of its own.'''
+
+    def __init__(self, c: int):
+        super().__init__(OrderedDict([("up", nn.ConvTranspose2d(c, c, 2, stride=2)), ("relu", nn.ReLU()),
+                                      ("logits", nn.Conv2d(c, 2, 1))]))
+
+
+class Segmenter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = MaskHead(4)
+
+    def forward(self, x):
+        return self.head(self.stem(x))
+"""
+
+
+def test_emit_gives_a_transposed_conv_no_line_calls_a_per_tensor_qconfig(write, qlint, tmp_path):
+    """torchvision's mask R-CNN: QL408's fix needs a line that calls the ConvTranspose, and a Sequential has none,
+    so the emitted copy still failed at `prepare` ("Per channel weight observer is not supported yet for
+    ConvTranspose{n}d"). The measured fallback now gives the transposed convs the per-tensor default_qconfig."""
+    code, stdout, err, out = _emit(write, qlint, tmp_path, "masklib", TRANSPOSED_LIB, "Segmenter()")
+    assert (code, err) == (0, ""), err
+    assert "Not converted" not in stdout and "per-tensor `default_qconfig`" in stdout, stdout
+    assert "per_tensor_transposed=True" in out.read_text()
+    emitted = load(out, "build_model()")
+    assert _same_float_output(_original(tmp_path, "masklib", "masklib.Segmenter()"), emitted, SHAPE)
+    assert eager_flow(emitted, SHAPE) > 10
+    assert emitted.head.up.weight().qscheme() == torch.per_tensor_affine
+    assert emitted.stem.weight().qscheme() == torch.per_channel_affine

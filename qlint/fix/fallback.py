@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 ROUNDS = 24
+TRANSPOSED_PER_CHANNEL = "Per channel weight observer is not supported yet for ConvTranspose"
 BUDGET = 300.0  # seconds of real conversions (a loaded machine takes minutes for a ViT)
 
 FLOAT_FALLBACK = '''
@@ -52,13 +53,17 @@ def _fallback_out(stubs: nn.ModuleDict, quantize: bool, module: nn.Module, args:
     return output
 
 
-def float_fallback(model: nn.Module, float_code: tuple = (), float_layers: tuple = ()) -> nn.Module:
+def float_fallback(
+    model: nn.Module, float_code: tuple = (), float_layers: tuple = (), per_tensor_transposed: bool = False
+) -> nn.Module:
     """Measured by `qlint emit` (a real conversion): the first int8 forward failed in the code of the classes of
-    `float_code` and in the layers of `float_layers`. The code of a `float_code` class runs in float and each
-    layer it calls is quantized on its own (a QuantStub before, a DeQuantStub after); a `float_layers` layer runs
-    in float (`qconfig = None`) between a DeQuantStub and a QuantStub (a `QuantWrapper` given a quantized tensor
-    keeps its qconfig: it quantizes what it takes itself). The stubs live in `model.fallback_stubs`
-    (no state: the state_dict loads) and are the identity before `convert` (the float outputs stay the same)."""
+    `float_code` and in the layers of `float_layers`; with `per_tensor_transposed`, `prepare` refused the
+    per-channel weight observer of a ConvTranspose, which gets the per-tensor `default_qconfig`. The code of a
+    `float_code` class runs in float and each layer it calls is quantized on its own (a QuantStub before, a
+    DeQuantStub after); a `float_layers` layer runs in float (`qconfig = None`) between a DeQuantStub and a
+    QuantStub (a `QuantWrapper` given a quantized tensor keeps its qconfig: it quantizes what it takes itself).
+    The stubs live in `model.fallback_stubs` (no state: the state_dict loads) and are the identity before
+    `convert` (the float outputs stay the same)."""
     swapped = set(get_default_static_quant_module_mappings()) - {QuantStub, DeQuantStub}
 
     def kind(module: nn.Module, kinds: tuple) -> bool:
@@ -88,6 +93,9 @@ def float_fallback(model: nn.Module, float_code: tuple = (), float_layers: tuple
     codes = [n for n, m in model.named_modules() if kind(m, float_code) and n not in layers and not inside(n, layers)]
     calls = {part: quantized for code in codes for part, quantized in called(code, model.get_submodule(code))}
     model.fallback_stubs = nn.ModuleDict()
+    for module in model.modules():
+        if per_tensor_transposed and isinstance(module, nn.modules.conv._ConvTransposeNd):
+            module.qconfig = default_qconfig  # per-tensor weights: prepare refuses a per-channel observer here
 
     def hook(name: str, quantize: bool) -> None:
         stubs = nn.ModuleDict({"quant": QuantStub(), "dequant": DeQuantStub()})
@@ -114,6 +122,7 @@ IMPORTS = (
     ("DeQuantStub", "from torch.ao.quantization import DeQuantStub"),
     ("QuantStub", "from torch.ao.quantization import QuantStub"),
     ("QuantWrapper", "from torch.ao.quantization import QuantWrapper"),
+    ("default_qconfig", "from torch.ao.quantization import default_qconfig"),
     (
         "get_default_static_quant_module_mappings",
         "from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings",
@@ -130,11 +139,12 @@ class Fallback:
     rounds: int = 0
     converts: bool = False
     quantized: int = 0  # layers the conversion swapped for quantized ones
+    per_tensor_transposed: bool = False  # ConvTranspose layers get the per-tensor default_qconfig
     failure: str = ""  # why the search stopped without a model that converts and runs
 
     @property
     def kinds(self) -> int:
-        return len(self.float_code) + len(self.float_layers)
+        return len(self.float_code) + len(self.float_layers) + self.per_tensor_transposed
 
     def notes(self) -> list[str]:
         """What the user is told: what runs in float and why, or why the copy does not convert yet."""
@@ -148,6 +158,9 @@ class Fallback:
         if "QuantWrapper" in self.float_layers:
             out.append("Measured: a QuantWrapper was given a quantized tensor (its QuantStub cannot take one): it now "
                        "gets a float tensor (a DeQuantStub before it) and gives back a quantized one.")  # fmt: skip
+        if self.per_tensor_transposed:
+            out.append("Measured: `prepare` refuses a per-channel weight observer on a ConvTranspose: those layers get "
+                       "the per-tensor `default_qconfig`.")  # fmt: skip
         if self.failure:
             out.append(f"Not converted: {self.failure}.")
         elif self.converts and not self.quantized:
@@ -191,6 +204,8 @@ def measured_fallback(
         extra = [f"float_code=({''.join(f'{k}, ' for k in result.float_code)})"] if result.float_code else []
         if result.float_layers:
             extra.append(f"float_layers=({''.join(f'{k}, ' for k in result.float_layers)})")
+        if result.per_tensor_transposed:
+            extra.append("per_tensor_transposed=True")
         candidate = wrap(text, extra)
 
 
@@ -215,6 +230,9 @@ class Int8Failure:
 
     def next_step(self, result: Fallback) -> str | None:
         """Move the culprit's class one step towards float (in ``result``); why not, when it cannot be."""
+        if self.phase == "prepare" and TRANSPOSED_PER_CHANNEL in self.error and not result.per_tensor_transposed:
+            result.per_tensor_transposed = True
+            return None
         if self.phase != "forward" or not self.stack:
             return "no float fallback applies to this step"
         name = next((n for n in reversed(self.stack) if not n.startswith("fallback_stubs")), "")
