@@ -150,3 +150,16 @@ def test_embedding_fix_makes_it_weight_only_and_the_model_converts(write, qlint)
     converted = torch.ao.quantization.convert(prepared)
     assert isinstance(converted.emb, torch.ao.nn.quantized.Embedding)
     assert torch.allclose(converted(x), want, atol=0.1)
+
+
+def test_convtranspose_fix_is_not_offered_in_a_file_that_quantizes_with_fx(write, qlint_json):
+    """prepare_fx reads a QConfigMapping, not the layer's `qconfig` attribute: the fix would change nothing."""
+    pipeline = (
+        "\n\ndef quantize(model, x):\n"
+        "    from torch.ao.quantization import get_default_qconfig_mapping\n"
+        "    from torch.ao.quantization.quantize_fx import prepare_fx\n"
+        '    return prepare_fx(model, get_default_qconfig_mapping("x86"), (x,))\n'
+    )
+    path = write("up_fx.py", UPSAMPLER + pipeline)
+    _, found = qlint_json(path, "--backend", "x86", "--select", "QL408")
+    assert [d["code"] for d in found] == ["QL408"] and found[0]["fix"] is None

@@ -45,6 +45,10 @@ class EmitError(Exception):
     """The model cannot be emitted (the reason is for the user)."""
 
 
+class CheckFailed(EmitError):
+    """The emitted model failed its check: it did not build, load the original's state, or run in float."""
+
+
 @dataclass
 class _Code:
     imports: dict[str, str] = field(default_factory=dict)  # bound name -> import line
@@ -80,9 +84,7 @@ def emit(
     swaps = _swapped_after_build(model, ctor)
     try:
         text, fixes, notes = _emitted(path, out, settings, spec, model, ctor, swaps, unsafe, library_types=False)
-    except EmitError as first:
-        if "failed its check" not in str(first):
-            raise
+    except CheckFailed as first:
         # a class passed to the constructor that the library looks up by identity (timm's `norm_layer` registry:
         # "No equivalent norm_act layer for batchnormact2d"): pass the library's own class instead
         try:
@@ -809,7 +811,7 @@ def _verify(text: str, out: str, original, exact: bool = True, shape: tuple[int,
     except EmitError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure means the emitted file is not usable
-        raise EmitError(f"the emitted model failed its check: {type(exc).__name__}: {exc}") from None
+        raise CheckFailed(f"the emitted model failed its check: {type(exc).__name__}: {exc}") from None
 
 
 def _example_input(model, shape: tuple[int, ...] | None):

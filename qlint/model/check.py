@@ -47,24 +47,11 @@ def load_models(
     # lines (and fixes) as checking its files one by one
     own = (source.path,)
     models = [CheckedModel(spec, model, analyses(spec, model, settings, own, found)) for spec, model in roots]
-    if _uses_fx_flow(source):
+    from qlint.source.index import uses_fx_flow
+
+    if uses_fx_flow(source):
         found += [_fx_untraceable(d) for d in found if d.code == "QL002"]
     return models, found
-
-
-FX_PREPARE = ("prepare_fx", "prepare_qat_fx")
-
-
-def _uses_fx_flow(source: SourceFile) -> bool:
-    """The file calls ``prepare_fx``/``prepare_qat_fx`` (read from its imports and calls, not a word)."""
-    if not any(name in source.text for name in FX_PREPARE):
-        return False
-    from qlint.source.index import index_of
-
-    try:
-        return any(site.attr in FX_PREPARE for site in index_of(source).calls)
-    except Exception:  # noqa: BLE001 - libcst failed: the engine reports the source pass (QL000)
-        return False
 
 
 def _fx_untraceable(trace_failed: Diagnostic) -> Diagnostic:

@@ -153,7 +153,6 @@ class Up(nn.Module):
         return layer_qconfig_fixes(ctx, items, DEFAULT_QCONFIG, PER_TENSOR_NOTE, "a per-tensor qconfig")
 
 
-_FX_ENTRY_POINTS = frozenset({"prepare_fx", "prepare_qat_fx", "quantize_fx", "QConfigMapping"})
 DEFAULT_QCONFIG = ("torch.ao.quantization.default_qconfig", "torch.quantization.default_qconfig")
 PER_TENSOR_NOTE = "per-tensor weights: prepare refuses a per-channel observer here"
 WEIGHT_ONLY_QCONFIG = (
@@ -163,14 +162,12 @@ WEIGHT_ONLY_QCONFIG = (
 WEIGHT_ONLY_NOTE = "convert quantizes an embedding's weights only (its output stays float)"
 
 
-def in_fx_file(ctx: FileContext) -> bool:
-    """The file quantizes with FX, which reads a ``QConfigMapping``, not a layer's ``qconfig`` attribute."""
-    return any(origin.rsplit(".", 1)[-1] in _FX_ENTRY_POINTS for origin in ctx.file.bound_names.values())
-
-
 def layer_qconfig_fixes(ctx: FileContext, items: FixItems, qconfig: tuple[str, ...], note: str, what: str):
-    """``layer_qconfig_fix`` for each finding; none in a file that quantizes with FX."""
-    if in_fx_file(ctx):
+    """``layer_qconfig_fix`` for each finding; none in a file that quantizes with FX (``prepare_fx`` reads a
+    ``QConfigMapping``, not a layer's ``qconfig`` attribute)."""
+    from qlint.source.index import uses_fx_flow
+
+    if uses_fx_flow(ctx.source):
         return {}
     fixes = {index: layer_qconfig_fix(ctx, diag, qconfig, note, what) for index, diag in items}
     return {index: fix for index, fix in fixes.items() if fix is not None}

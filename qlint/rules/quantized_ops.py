@@ -544,10 +544,11 @@ def _passes_alias(qg: QGraph, node) -> bool:
     return False
 
 
-def _mutation_seen(qg: QGraph, name: str) -> bool:
+def _mutation_seen(qg: QGraph, name: str, order: dict) -> bool:
     """Whether an in-place op's update (``x += y``, node ``name``) is visible to anything but its own result:
     the tensor it updates is (an alias of) the model's input or a parameter or buffer, or some alias of it is
-    read after the op. Then rewriting it as ``x = ff.add(x, y)`` could change what the model computes."""
+    read after the op. Then rewriting it as ``x = ff.add(x, y)`` could change what the model computes. ``order``:
+    each fx node's position in the graph."""
     import torch.fx as fx
 
     op = qg.fx_nodes[name]
@@ -556,7 +557,6 @@ def _mutation_seen(qg: QGraph, name: str) -> bool:
         origin = origin.args[0] if origin.args and isinstance(origin.args[0], fx.Node) else None
     if not isinstance(origin, fx.Node) or origin.op in ("placeholder", "get_attr"):
         return True
-    order = {n: i for i, n in enumerate(qg.gm.graph.nodes)}
     aliases, todo = set(), [origin]
     while todo:  # every alias of the updated tensor but the op's own result, which is meant to see it
         node = todo.pop()
@@ -574,13 +574,14 @@ def _mutation_seen_at_site(qg: QGraph, name: str) -> bool | None:
     if _augmented(qg.source_text(name)) is None:
         return None
     op = qg.fx_nodes[name]
+    order = {n: i for i, n in enumerate(qg.gm.graph.nodes)}
     frames = op.meta.get("qlint_frames", ())
     if not frames:
-        return _mutation_seen(qg, name)
+        return _mutation_seen(qg, name, order)
     here = (frames[0].path, frames[0].line, frames[0].col)
     same = [n for n, node in qg.fx_nodes.items() if node.op == op.op and node.target == op.target
             and (f := node.meta.get("qlint_frames", ())) and (f[0].path, f[0].line, f[0].col) == here]  # fmt: skip
-    return any(_mutation_seen(qg, n) for n in same or [name])
+    return any(_mutation_seen(qg, n, order) for n in same or [name])
 
 
 def _scalar_operands(qg: QGraph, name: str) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from qlint.diagnostics import Diagnostic, Span
 from qlint.source.file import SourceFile
+from qlint.source.names import FX_PREPARE
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,17 @@ def index_of(source: SourceFile) -> SourceIndex:
     """The file's SourceIndex, parsed once per text: the source rules and the graph rules that read
     the file's pipelines (QL201) share it."""
     return _parsed(source.path, source.text)
+
+
+def uses_fx_flow(source: SourceFile) -> bool:
+    """The file calls ``prepare_fx``/``prepare_qat_fx`` (read from its calls, not a word): its qconfigs come from a
+    ``QConfigMapping``, and ``prepare_fx`` traces the model."""
+    if not any(name in source.text for name in FX_PREPARE):
+        return False
+    try:
+        return any(site.attr in FX_PREPARE for site in index_of(source).calls)
+    except Exception:  # noqa: BLE001 - libcst failed: the engine reports the source pass (QL000)
+        return False
 
 
 @lru_cache(maxsize=8)
